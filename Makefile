@@ -1,0 +1,70 @@
+# lfm_edge — set-up, tests, checks and the reference goldens.
+# `make demo` and `make test` are all a fresh machine needs (see README.md).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REF_VENV := .venv-ref
+REF_PY := $(REF_VENV)/bin/python
+LLAMA_CPP_PYTHON := 0.3.36
+# The vendored llama.cpp tree (convert_hf_to_gguf.py, gguf-py) of the pinned llama-cpp-python sdist.
+LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_PYTHON)
+DEMO_DIR := build/demo
+
+.PHONY: venv demo test test-slow check lint format reference goldens clean
+
+venv: $(VENV)/.installed
+
+# Builds llama-cpp-python from source (about 4 minutes on 2 cores) with the rest of the pinned dependencies.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(VENV)/bin/lfm-edge synthetic $(DEMO_DIR)/tiny-lfm2.5-vl --size tiny --layout official-2.5 --force
+	$(VENV)/bin/lfm-edge doctor
+
+test: venv
+	$(PY) -m pytest
+
+test-slow: venv
+	$(PY) -m pytest -m slow
+
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# The reference-only venv: transformers 5.23 + torch 2.14.1 + torchvision 0.29.1 (from the wheels on this disk) and
+# llama.cpp's own converter. Never used by the package or by CI; it regenerates the committed goldens.
+reference: $(REF_VENV)/.installed $(LLAMA_SRC)/.unpacked
+
+$(REF_VENV)/.installed: tests/reference/requirements.txt
+	test -x $(REF_PY) || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_PY) -m pip install --quiet -r tests/reference/requirements.txt
+	touch $@
+
+$(LLAMA_SRC)/.unpacked:
+	mkdir -p build
+	$(PYTHON) -m pip download --quiet --no-deps --no-binary :all: --dest build llama-cpp-python==$(LLAMA_CPP_PYTHON)
+	tar -xzf build/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C build
+	touch $@
+
+# Regenerates every committed golden, byte for byte (run from the repo root; scripts say what each golden is).
+goldens: reference
+	$(REF_PY) -m tests.reference.make_images
+	$(REF_PY) -m tests.reference.image_goldens
+	$(REF_PY) -m tests.reference.layout_goldens
+	$(REF_PY) -m tests.reference.chat_goldens
+	$(REF_PY) -m tests.reference.load_manifest
+	$(REF_PY) -m tests.reference.model_goldens
+	$(REF_PY) -m tests.reference.llamacpp_goldens
+
+clean:
+	rm -rf build $(VENV) $(REF_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,76 @@
+"""The `lfm-edge` command line. Each command only parses options and calls library functions; every
+LfmEdgeError becomes a one-line `error: ...` on stderr and exit status 1, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from lfm_edge import __version__
+from lfm_edge.errors import LfmEdgeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LfmEdgeError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lfm-edge")
+@click.option("--verbose", "-v", is_flag=True, help="Show info logs (and llama.cpp's own log output).")
+def main(verbose: bool) -> None:
+    """Run LFM2.5-VL-450M on the edge: convert checkpoints to GGUF and run them over llama.cpp."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.command()
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
+@click.option(
+    "--layout",
+    type=click.Choice(["official-2.5", "lfm2-vl", "resaved-5.23"]),
+    default="official-2.5",
+    show_default=True,
+    help="Tensor-name layout: the official LFM2.5-VL release, LFM2-VL-450M, or a transformers 5.23 re-save.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--force", is_flag=True, help="Replace OUTDIR if it exists.")
+@_friendly_errors
+def synthetic(outdir: Path, size: str, layout: str, seed: int, force: bool) -> None:
+    """Write a synthetic checkpoint (official file layout, random weights) to OUTDIR.
+
+    Needs the `synthetic` extra (tokenizers, safetensors).
+    """
+    from convert.synthetic import CheckpointSpec, write_checkpoint
+    from convert.synthetic.summary import summarize
+
+    path = write_checkpoint(outdir, CheckpointSpec(size, layout, seed), force=force)
+    click.echo(summarize(path))
+
+
+@main.command()
+def doctor() -> None:
+    """Report the Python, llama-cpp-python build and the offload backends it was compiled with."""
+    from lfm_edge.doctor import report
+
+    click.echo(report())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
