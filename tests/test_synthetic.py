@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from convert.architecture import rename, tensor_specs, to_bfloat16_bits
+from convert.dims import dims_of
 from convert.synthetic import CheckpointSpec, write_checkpoint
 from convert.synthetic import writer as writer_module
-from convert.synthetic.configs import dims_of, model_config
+from convert.synthetic.configs import model_config
 from convert.synthetic.summary import safetensors_header
-from convert.synthetic.tensors import rename, tensor_specs, to_bfloat16_bits
 from lfm_edge.cli import main
 from lfm_edge.errors import ConfigError, ConversionError
 

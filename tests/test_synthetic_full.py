@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convert.architecture import rename, tensor_specs
+from convert.dims import dims_of
 from convert.synthetic import CheckpointSpec, write_checkpoint
-from convert.synthetic.configs import dims_of, model_config
+from convert.synthetic.configs import model_config
 from convert.synthetic.summary import safetensors_header
-from convert.synthetic.tensors import rename, tensor_specs
 
 ATTENTION_LAYERS = (2, 5, 8, 10, 12, 14)  # SPEC.md §1.1: layer_types of LFM2.5-VL-450M
 ATTENTION_SHAPES = {

@@ -10,14 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from convert.synthetic.configs import (
-    CheckpointSpec,
-    dims_of,
-    model_config,
-    official_file_names,
-    official_text,
-)
-from convert.synthetic.tensors import random_values, rename, tensor_specs, to_bfloat16_bits
+from convert.architecture import random_values, rename, tensor_specs, to_bfloat16_bits
+from convert.dims import dims_of
+from convert.synthetic.configs import CheckpointSpec, model_config, official_file_names, official_text
 from convert.synthetic.tokenizer import tokenizer_json
 from lfm_edge.errors import ConfigError, ConversionError
 

@@ -1,7 +1,8 @@
-"""Tensor tables of a synthetic checkpoint: names, shapes and random initialisation.
+"""The LFM2(.5)-VL architecture as data: every tensor's official name and shape, derived from config.json.
 
-Names are generated in the official LFM2.5-VL-450M layout (SPEC.md §4.1) and renamed per layout with prefix tables.
-Every tensor's values depend only on (seed, official name), so the three layouts of one seed hold the same weights.
+Names are in the official LFM2.5-VL-450M layout (SPEC.md §4.1). The converter checks checkpoints against this table
+(missing, unexpected, wrong shape); the synthetic generator fills it with random values (seeded per official name, so
+the three layouts of one seed hold the same weights).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.synthetic.configs import Dims
+from convert.dims import Dims
 
 TEXT = "model.language_model."
 VISION = "model.vision_tower.vision_model."
