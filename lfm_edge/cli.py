@@ -57,11 +57,10 @@ def synthetic(outdir: Path, size: str, layout: str, seed: int, force: bool) -> N
 
     Needs the `synthetic` extra (tokenizers, safetensors).
     """
-    from convert.synthetic import CheckpointSpec, write_checkpoint
-    from convert.synthetic.summary import summarize
+    from convert.synthetic import CheckpointSpec, describe, write_checkpoint
 
     path = write_checkpoint(outdir, CheckpointSpec(size, layout, seed), force=force)
-    click.echo(summarize(path))
+    click.echo(describe(path))
 
 
 @main.command()

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from convert.architecture import rename, tensor_specs, to_bfloat16_bits
 from convert.dims import dims_of
+from convert.safetensors_io import TensorRecord, read_header
 from convert.synthetic import CheckpointSpec, write_checkpoint
 from convert.synthetic import writer as writer_module
 from convert.synthetic.configs import model_config
-from convert.synthetic.summary import safetensors_header
 from lfm_edge.cli import main
 from lfm_edge.errors import ConfigError, ConversionError
 
@@ -42,12 +42,13 @@ PREFIXES = {
 }
 
 
+def _header(folder: Path) -> dict[str, TensorRecord]:
+    return {record.name: record for record in read_header(folder / "model.safetensors")}
+
+
 def _read_tensor(folder: Path, name: str) -> bytes:
-    header = safetensors_header(folder / "model.safetensors")
-    raw = (folder / "model.safetensors").read_bytes()
-    start = 8 + int.from_bytes(raw[:8], "little")
-    begin, end = header[name]["data_offsets"]  # type: ignore[misc]
-    return raw[start + begin : start + end]
+    record = _header(folder)[name]
+    return (folder / "model.safetensors").read_bytes()[record.start : record.end]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -56,8 +57,8 @@ def test_tiny_checkpoint_has_every_file_and_layout_prefixes(
 ) -> None:
     folder = synthetic_checkpoint(layout)
     assert {p.name for p in folder.iterdir()} == EXPECTED_FILES[layout]
-    header = safetensors_header(folder / "model.safetensors")
-    assert {entry["dtype"] for entry in header.values()} == {"BF16"}
+    header = _header(folder)
+    assert {record.dtype for record in header.values()} == {"BF16"}
     roots = {name[: len(p)] for name in header for p in PREFIXES[layout] if name.startswith(p)}
     assert roots == PREFIXES[layout]
     assert all(any(name.startswith(p) for p in PREFIXES[layout]) for name in header)
@@ -80,9 +81,9 @@ def test_lfm2_vl_layout_has_projector_layernorm_and_no_thumbnail(
     folder = synthetic_checkpoint("lfm2-vl")
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "lfm2-vl" and config["use_thumbnail"] is False
-    header = safetensors_header(folder / "model.safetensors")
-    assert header["multi_modal_projector.layer_norm.weight"]["shape"] == [128]
-    assert header["multi_modal_projector.linear_1.weight"]["shape"] == [config["projector_hidden_size"], 128]
+    header = _header(folder)
+    assert header["multi_modal_projector.layer_norm.weight"].shape == (128,)
+    assert header["multi_modal_projector.linear_1.weight"].shape == (config["projector_hidden_size"], 128)
 
 
 @pytest.mark.parametrize("layout", ["lfm2-vl", "resaved-5.23"])

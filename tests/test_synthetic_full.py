@@ -10,9 +10,9 @@ import pytest
 
 from convert.architecture import rename, tensor_specs
 from convert.dims import dims_of
+from convert.safetensors_io import read_header
 from convert.synthetic import CheckpointSpec, write_checkpoint
 from convert.synthetic.configs import model_config
-from convert.synthetic.summary import safetensors_header
 
 ATTENTION_LAYERS = (2, 5, 8, 10, 12, 14)  # SPEC.md §1.1: layer_types of LFM2.5-VL-450M
 ATTENTION_SHAPES = {
@@ -98,9 +98,9 @@ def test_full_resaved_has_no_vision_model_prefix() -> None:
 @pytest.mark.slow
 def test_full_checkpoint_file_has_official_names_shapes_and_bf16(tmp_path: Path) -> None:
     folder = write_checkpoint(tmp_path / "full", CheckpointSpec("full"))
-    header = safetensors_header(folder / "model.safetensors")
-    assert {name: tuple(entry["shape"]) for name, entry in header.items()} == _spec_table()  # type: ignore[arg-type]
-    assert {entry["dtype"] for entry in header.values()} == {"BF16"}
+    records = read_header(folder / "model.safetensors")
+    assert {record.name: record.shape for record in records} == _spec_table()
+    assert {record.dtype for record in records} == {"BF16"}
     header_bytes = 8 + int.from_bytes((folder / "model.safetensors").read_bytes()[:8], "little")
     assert (folder / "model.safetensors").stat().st_size - header_bytes == 2 * 448_718_848
     official = json.loads((Path(__file__).parent.parent / "convert/synthetic/official/lfm2.5-vl-450m/config.json")

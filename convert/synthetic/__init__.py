@@ -5,6 +5,6 @@ proven on these folders. ``write_checkpoint`` writes a complete Hugging Face mod
 """
 
 from convert.synthetic.configs import LAYOUTS, SIZES, CheckpointSpec
-from convert.synthetic.writer import write_checkpoint
+from convert.synthetic.writer import describe, write_checkpoint
 
-__all__ = ["LAYOUTS", "SIZES", "CheckpointSpec", "write_checkpoint"]
+__all__ = ["LAYOUTS", "SIZES", "CheckpointSpec", "describe", "write_checkpoint"]

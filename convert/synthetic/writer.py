@@ -10,8 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convert.architecture import random_values, rename, tensor_specs, to_bfloat16_bits
 from convert.dims import dims_of
+from convert.safetensors_io import read_header
 from convert.synthetic.configs import CheckpointSpec, model_config, official_file_names, official_text
 from convert.synthetic.tokenizer import tokenizer_json
 from lfm_edge.errors import ConfigError, ConversionError
@@ -87,3 +90,11 @@ def _write_safetensors(path: Path, config: dict[str, Any], spec: CheckpointSpec)
         specs[name] = TensorSpec(dtype="bfloat16", shape=tensor.shape, data_ptr=bits.ctypes.data, data_len=bits.nbytes)
     # metadata format "pt": transformers refuses safetensors files without it.
     serialize_file(specs, str(path), metadata={"format": "pt"})
+
+
+def describe(folder: Path) -> str:
+    """One line of counts and one of file names: what `lfm-edge synthetic` prints."""
+    records = read_header(folder / "model.safetensors")
+    params = sum(int(np.prod(record.shape, dtype=np.int64)) for record in records)
+    files = ", ".join(sorted(path.name for path in folder.iterdir()))
+    return f"{folder}: {len(records)} tensors, {params:,} parameters\nfiles: {files}"
