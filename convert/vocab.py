@@ -8,6 +8,7 @@ The pre-tokenizer is recognised from its structure, not from a hash of the real 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,17 @@ def _looks_special(token: str) -> bool:
     return token.startswith("<|") and token.endswith("|>")
 
 
+def _special_vocab(folder: Path, vocab_size: int) -> gguf.SpecialVocab:
+    # gguf-py warns "Unknown separator token" for the BOS-BOS pair template LFM2 shares with Llama 3: benign noise.
+    vocab_log = logging.getLogger("gguf.vocab")
+    level = vocab_log.level
+    vocab_log.setLevel(logging.ERROR)
+    try:
+        return gguf.SpecialVocab(folder, load_merges=True, n_vocab=vocab_size)
+    finally:
+        vocab_log.setLevel(level)
+
+
 def read_vocabulary(folder: Path, vocab_size: int) -> Vocabulary:
     path = folder / "tokenizer.json"
     if not path.is_file():
@@ -94,7 +106,7 @@ def read_vocabulary(folder: Path, vocab_size: int) -> Vocabulary:
         else:
             tokens.append(by_id[i])
             types.append(gguf.TokenType.NORMAL)
-    special_vocab = gguf.SpecialVocab(folder, load_merges=True, n_vocab=vocab_size)
+    special_vocab = _special_vocab(folder, vocab_size)
     if not special_vocab.merges:
         raise CheckpointError(f"{path} has no BPE merges: the file is incomplete")
     return Vocabulary(tokens, [int(t) for t in types], pre, special_vocab)

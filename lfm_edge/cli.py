@@ -64,6 +64,27 @@ def synthetic(outdir: Path, size: str, layout: str, seed: int, force: bool) -> N
 
 
 @main.command()
+@click.argument("model")
+@click.option(
+    "--outdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for <name>-<outtype>.gguf and mmproj-<name>-<outtype>.gguf.",
+)
+@click.option("--outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"]), default="f16", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_friendly_errors
+def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool) -> None:
+    """Convert an LFM2(.5)-VL checkpoint (folder or Hugging Face repo id) to a text GGUF and an mmproj GGUF."""
+    from convert.api import ConvertOptions, convert_checkpoint
+
+    result = convert_checkpoint(model, ConvertOptions(outdir, outtype, force, quiet))
+    click.echo(f"{result.text}\n{result.mmproj}")
+
+
+@main.command()
 def doctor() -> None:
     """Report the Python, llama-cpp-python build and the offload backends it was compiled with."""
     from lfm_edge.doctor import report

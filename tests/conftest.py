@@ -25,3 +25,22 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[.
         return cache[spec]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def converted(
+    synthetic_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., tuple[Path, Path]]:
+    """converted(layout="official-2.5", outtype="f32") -> (text gguf, mmproj gguf), cached for the session."""
+    from convert.api import ConvertOptions, convert_checkpoint
+
+    cache: dict[tuple[str, str], tuple[Path, Path]] = {}
+
+    def make(layout: str = "official-2.5", outtype: str = "f32") -> tuple[Path, Path]:
+        if (layout, outtype) not in cache:
+            outdir = tmp_path_factory.mktemp("gguf")
+            result = convert_checkpoint(synthetic_checkpoint(layout), ConvertOptions(outdir, outtype, quiet=True))
+            cache[layout, outtype] = (result.text, result.mmproj)
+        return cache[layout, outtype]
+
+    return make
