@@ -71,10 +71,28 @@ def _byte_shape(
     return tuple(gguf.quant_shape_to_byte_shape(shape, qtype)), np.dtype(np.uint8)
 
 
+_CHUNK_BYTES = 16 * 1024 * 1024
+
+
+def encoded_tensor(tensor: PlannedTensor, patch_size: int) -> np.ndarray:
+    """The tensor's bytes in its GGUF type. Untransformed tensors are read and encoded in row chunks into one
+    preallocated output, so peak memory is the output plus one chunk (every type here encodes rows independently)."""
+    if tensor.transform is not Transform.NONE or len(tensor.shape) < 2:
+        return _encode(apply_transform(load_float32(tensor.source), tensor.transform, patch_size), tensor.qtype)
+    byte_shape, dtype = _byte_shape(tensor.shape, tensor.qtype)
+    output = np.empty(byte_shape, dtype=dtype)
+    rows = tensor.shape[0]
+    row_bytes = max(1, tensor.source.nbytes // rows)
+    step = max(1, _CHUNK_BYTES // row_bytes)
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        output[start:stop] = _encode(load_float32(tensor.source, (start, stop)), tensor.qtype)
+    return output
+
+
 def tensor_payloads(plan: list[PlannedTensor], patch_size: int) -> Iterator[np.ndarray]:
     for tensor in plan:
-        values = apply_transform(load_float32(tensor.source), tensor.transform, patch_size)
-        yield _encode(values, tensor.qtype)
+        yield encoded_tensor(tensor, patch_size)
 
 
 @contextlib.contextmanager

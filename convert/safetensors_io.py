@@ -105,21 +105,30 @@ def _check_no_overlap(path: Path, records: list[TensorRecord]) -> None:
             )
 
 
-def load_float32(record: TensorRecord) -> np.ndarray:
-    """The tensor as a new float32 array (bf16 and f16 widen exactly); its file pages are unmapped on return."""
-    raw_dtype, _ = DTYPES[record.dtype]
-    if record.nbytes == 0:
-        return np.zeros(record.shape, dtype=np.float32)
-    page = mmap.ALLOCATIONGRANULARITY
-    aligned = record.start - record.start % page
+def load_float32(record: TensorRecord, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """The tensor (or rows [start, stop) of its first axis) as a new float32 array; bf16 and f16 widen exactly.
+
+    Only the bytes asked for are mapped, and they are unmapped on return, so converting a large tensor in row
+    chunks keeps the resident memory to one chunk.
+    """
+    raw_dtype, itemsize = DTYPES[record.dtype]
+    shape = record.shape
+    start, stop = rows if rows is not None else (0, shape[0] if shape else 1)
+    row_elements = int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
+    out_shape = (stop - start, *shape[1:]) if shape else ()
+    begin = record.start + start * row_elements * itemsize
+    end = record.start + stop * row_elements * itemsize
+    if end == begin:
+        return np.zeros(out_shape, dtype=np.float32)
+    aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
     with (
         record.path.open("rb") as handle,
-        mmap.mmap(handle.fileno(), record.end - aligned, offset=aligned, access=mmap.ACCESS_READ) as mapped,
+        mmap.mmap(handle.fileno(), end - aligned, offset=aligned, access=mmap.ACCESS_READ) as mapped,
     ):
-        raw = np.frombuffer(mapped, dtype=raw_dtype, offset=record.start - aligned)
+        raw = np.frombuffer(mapped, dtype=raw_dtype, offset=begin - aligned)
         if record.dtype == "BF16":
             values = (raw.astype(np.uint32) << np.uint32(16)).view(np.float32)
         else:
             values = raw.astype(np.float32)
         del raw  # release the buffer export before the mapping closes
-    return values.reshape(record.shape)
+    return values.reshape(out_shape)

@@ -175,9 +175,14 @@ BAD_CHECKPOINTS: dict[str, tuple[Callable[[Path], object], type[LfmEdgeError], s
             add_prefix_space=True)),
         CheckpointError, "not LFM2's",
     ),
-    "vocab_size mismatch": (
+    "config vocab_size mismatch": (
         lambda f: _edit_json(f, "config.json", lambda c: c["text_config"].update(vocab_size=65000)),
-        CheckpointError, "",
+        CheckpointError, "config.json implies",
+    ),
+    "tokenizer beyond vocab_size": (
+        lambda f: _edit_json(f, "tokenizer.json", lambda t: t["added_tokens"].append(
+            {**t["added_tokens"][0], "id": 70000, "content": "<|extra|>"})),
+        CheckpointError, "does not fit config.json's vocab_size",
     ),
 }  # fmt: skip
 
