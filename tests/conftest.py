@@ -21,7 +21,9 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[.
     def make(layout: str = "official-2.5", size: str = "tiny", seed: int = 0) -> Path:
         spec = CheckpointSpec(size, layout, seed)
         if spec not in cache:
-            cache[spec] = write_checkpoint(tmp_path_factory.mktemp("ckpt") / f"{size}-{layout}-{seed}", spec)
+            # Folder names as the golden generators used (llama.cpp derives general.name from them).
+            name = f"{size}-{layout}" if seed == 0 else f"{size}-{layout}-seed{seed}"
+            cache[spec] = write_checkpoint(tmp_path_factory.mktemp("ckpt") / name, spec)
         return cache[spec]
 
     return make

@@ -43,7 +43,7 @@ def _convert(folder: Path, outdir: Path, outtype: str = "f32", force: bool = Fal
 @pytest.mark.parametrize(("layout", "text_count", "mmproj_count"), [("official-2.5", 40, 57), ("lfm2-vl", 40, 59)])
 def test_tensor_counts(converted: Converted, layout: str, text_count: int, mmproj_count: int) -> None:
     text, mmproj = converted(layout)
-    assert text.name == f"tiny-{layout}-0-f32.gguf" and mmproj.name == f"mmproj-tiny-{layout}-0-f32.gguf"
+    assert text.name == f"tiny-{layout}-f32.gguf" and mmproj.name == f"mmproj-tiny-{layout}-f32.gguf"
     assert len(_tensors(text)) == text_count and len(_tensors(mmproj)) == mmproj_count
     if layout == "lfm2-vl":
         assert "mm.input_norm.weight" in _tensors(mmproj)
@@ -260,8 +260,8 @@ def test_cli_convert_and_one_line_errors(synthetic_checkpoint: Checkpoints, tmp_
     runner = CliRunner()
     ok = runner.invoke(main, ["convert", str(synthetic_checkpoint()), "--outdir", str(tmp_path), "--outtype", "f16"])
     assert ok.exit_code == 0, ok.output
-    assert ok.output.split() == [str(tmp_path / "tiny-official-2.5-0-f16.gguf"),
-                                 str(tmp_path / "mmproj-tiny-official-2.5-0-f16.gguf")]  # fmt: skip
+    assert ok.output.split() == [str(tmp_path / "tiny-official-2.5-f16.gguf"),
+                                 str(tmp_path / "mmproj-tiny-official-2.5-f16.gguf")]  # fmt: skip
     again = runner.invoke(main, ["convert", str(synthetic_checkpoint()), "--outdir", str(tmp_path)])
     assert again.exit_code == 1 and len(again.output.strip().splitlines()) == 1 and "--force" in again.output
     missing = runner.invoke(main, ["convert", str(tmp_path / "nope"), "--outdir", str(tmp_path)])
