@@ -72,5 +72,5 @@ def test_same_tensors_and_metadata_as_llama_cpp(
 def test_llama_cpp_fails_on_resaved_checkpoints_and_we_do_not(converted: Converted) -> None:
     error = json.loads((GOLDENS / "resaved-5.23-error.json").read_text(encoding="utf-8"))
     assert "Can not map tensor" in json.dumps(error)
-    text, mmproj = converted("resaved-5.23")
+    _, mmproj = converted("resaved-5.23")
     assert gguf.GGUFReader(mmproj).tensors
