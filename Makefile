@@ -11,7 +11,7 @@ LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_PYTHON)
 DEMO_DIR := build/demo
 
-.PHONY: venv demo test test-slow check lint format reference goldens clean
+.PHONY: venv demo test test-slow check lint format reference goldens clean bench-convert
 
 venv: $(VENV)/.installed
 
@@ -65,6 +65,11 @@ goldens: reference
 	$(REF_PY) -m tests.reference.load_manifest
 	$(REF_PY) -m tests.reference.model_goldens
 	$(REF_PY) -m tests.reference.llamacpp_goldens
+	$(REF_PY) -m tests.reference.transformers_saved
 
 clean:
 	rm -rf build $(VENV) $(REF_VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Converter wall time and peak RSS on the `full` synthetic checkpoint, beside llama.cpp's converter (reference venv).
+bench-convert: venv
+	$(PY) -m benchmarks.bench_convert --outtype f16

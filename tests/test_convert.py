@@ -273,3 +273,17 @@ def test_choose_type_table() -> None:
     assert gguf_out.choose_type("v.patch_embd.weight", (32, 3, 16, 16), "bf16") == gguf.GGMLQuantizationType.F32
     assert gguf_out.choose_type("blk.0.ffn_up.weight", (256, 64), "bf16") == gguf.GGMLQuantizationType.BF16
     assert gguf_out.choose_type("blk.0.ffn_up.weight", (256, 48), "q8_0") == gguf.GGMLQuantizationType.F16
+
+
+@pytest.mark.parametrize("layout", ["official-2.5", "resaved-5.23"])
+def test_config_files_written_by_transformers_convert_identically(
+    synthetic_checkpoint: Checkpoints, converted: Converted, tmp_path: Path, layout: str
+) -> None:
+    """transformers 5.23's save_pretrained rewrites config.json (drops block_ff_dim, adds full_attn_idxs: null, ...)."""
+    folder = _copy(synthetic_checkpoint(layout), tmp_path)
+    saved = Path(__file__).parent / "goldens" / "model" / "transformers_saved"
+    for file in saved.iterdir():
+        shutil.copyfile(file, folder / file.name)
+    text, mmproj = _convert(folder, tmp_path / "out")
+    reference_text, reference_mmproj = converted("official-2.5")
+    assert _tensors(text) == _tensors(reference_text) and _tensors(mmproj) == _tensors(reference_mmproj)
