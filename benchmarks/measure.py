@@ -19,7 +19,7 @@ def main() -> int:
     completed = subprocess.run(sys.argv[1:], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    report = {
+    report: dict[str, object] = {
         "seconds": round(seconds, 3),
         "peak_rss_mb": round(peak_kib / 1024, 1),
         "returncode": completed.returncode,
