@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,20 @@ import pytest
 from convert.synthetic import CheckpointSpec, write_checkpoint
 
 GOLDENS = Path(__file__).parent / "goldens"
+MODEL_INDEX = json.loads((GOLDENS / "model" / "index.json").read_text(encoding="utf-8"))
+
+
+def model_cases(prefix: str) -> list[tuple[str, str]]:
+    """(layout, case) pairs of the transformers model goldens whose case name starts with prefix."""
+    layouts = MODEL_INDEX["layouts"]
+    return [
+        (layout, case)
+        for layout in sorted(layouts)
+        for case in sorted(layouts[layout]["cases"])
+        if case.startswith(prefix)
+    ]
+
+
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 

@@ -5,7 +5,6 @@ Settings that make logits comparable (SPEC.md §9): F32 weights, F32 KV cache, f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,10 +13,11 @@ import numpy as np
 import pytest
 from llama_cpp import Llama
 
+from tests.conftest import MODEL_INDEX, model_cases
+
 GOLDENS = Path(__file__).parent / "goldens" / "model"
-INDEX = json.loads((GOLDENS / "index.json").read_text(encoding="utf-8"))
-TEXT_CASES = [(layout, case) for layout in sorted(INDEX["layouts"]) for case in sorted(INDEX["layouts"][layout]["cases"])
-              if case.startswith("text_")]  # fmt: skip
+INDEX = MODEL_INDEX
+TEXT_CASES = model_cases("text_")
 TOLERANCE = 1e-3
 
 

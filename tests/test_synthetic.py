@@ -18,6 +18,7 @@ from convert.synthetic import writer as writer_module
 from convert.synthetic.configs import model_config
 from lfm_edge.cli import main
 from lfm_edge.errors import ConfigError, ConversionError
+from tests.conftest import REFERENCE
 
 LAYOUTS = ["official-2.5", "lfm2-vl", "resaved-5.23"]
 EXPECTED_FILES = {
@@ -170,3 +171,15 @@ def test_full_size_table_counts() -> None:
     specs = tensor_specs(dims_of(model_config(CheckpointSpec("full"))))
     assert len(specs) == 349
     assert sum(int(np.prod(s.shape)) for s in specs) == 448_718_848
+
+
+@pytest.mark.parametrize(("layout", "folder"), [("official-2.5", "lfm2.5-vl-450m"), ("lfm2-vl", "lfm2-vl-450m")])
+def test_embedded_official_files_equal_the_shared_reference(layout: str, folder: str) -> None:
+    shared = REFERENCE / folder
+    if not shared.is_dir():
+        pytest.skip("../shared/reference is not beside this checkout (CI and developers have it)")
+    embedded = Path(__file__).parents[1] / "convert" / "synthetic" / "official" / folder
+    names = sorted(p.name for p in shared.iterdir())
+    assert names == sorted(p.name for p in embedded.iterdir())
+    for name in names:
+        assert (embedded / name).read_bytes() == (shared / name).read_bytes(), name

@@ -1,0 +1,117 @@
+"""The one module that touches llama-cpp-python's ctypes layer (llama_cpp.llama_cpp, llama_cpp.mtmd_cpp).
+
+VisionEncoder: one already-preprocessed crop (uint8 H x W x 3, our HF-exact tiling) -> mtmd -> its image embeddings.
+mtmd is configured so it never resizes or tiles a crop (image_min_tokens=1, image_max_tokens=4096: SPEC.md §9);
+its own preprocessing is then the identity, and the embeddings are those of exactly our pixels.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from llama_cpp import llama_cpp as lc
+from llama_cpp import mtmd_cpp as mtmd
+
+from lfm_edge.errors import ImageError, ModelError
+
+log = logging.getLogger(__name__)
+
+_native_log = logging.getLogger("lfm_edge.llama_cpp")
+_GGML_LOG_LEVEL_ERROR = 4
+
+
+def _forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    # llama.cpp and mtmd print a lot at INFO; it reaches the user only with --verbose (DEBUG), errors always.
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if message:
+        _native_log.log(logging.ERROR if level == _GGML_LOG_LEVEL_ERROR else logging.DEBUG, "%s", message)
+
+
+_FORWARD_LOG = lc.llama_log_callback(_forward_log)  # module-level: the C side keeps the pointer
+
+
+def route_native_logs() -> None:
+    """Sends llama.cpp's and mtmd's log output to Python logging (logger `lfm_edge.llama_cpp`) instead of stderr."""
+    lc.llama_log_set(_FORWARD_LOG, ctypes.c_void_p(0))
+    mtmd.mtmd_log_set(_FORWARD_LOG, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(_FORWARD_LOG, ctypes.c_void_p(0))
+
+
+# Large enough that any crop of ours (<= 1024 patches of 16 px, i.e. <= 256 image tokens) is left as it is.
+_NO_RESIZE_MIN_TOKENS = 1
+_NO_RESIZE_MAX_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class VisionOptions:
+    n_threads: int = 4
+    use_gpu: bool = False
+    flash_attention: bool = False
+
+
+class VisionEncoder:
+    """Owns an mtmd context (the mmproj) bound to a loaded text model."""
+
+    def __init__(self, mmproj: Path, text_model: lc.llama_model_p, options: VisionOptions | None = None) -> None:
+        options = options or VisionOptions()
+        route_native_logs()
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = options.use_gpu
+        params.n_threads = options.n_threads
+        params.print_timings = False
+        params.warmup = False
+        params.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attention else 0
+        params.image_min_tokens = _NO_RESIZE_MIN_TOKENS
+        params.image_max_tokens = _NO_RESIZE_MAX_TOKENS
+        self._n_embd = int(lc.llama_model_n_embd(text_model))
+        self._ctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), text_model, params)
+        if not self._ctx:
+            raise ModelError(f"llama.cpp could not load the mmproj {mmproj}: check it is an LFM2-VL mmproj GGUF")
+        self._marker = mtmd.mtmd_default_marker()
+
+    def close(self) -> None:
+        if self._ctx:
+            mtmd.mtmd_free(self._ctx)
+            self._ctx = None
+
+    def __enter__(self) -> VisionEncoder:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def encode(self, crop: np.ndarray) -> np.ndarray:
+        """Embeddings [tokens, n_embd] (float32) of one crop; tokens = (H/32) * (W/32) for LFM2-VL."""
+        if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+            raise ImageError(f"a crop must be uint8 H x W x 3, got {crop.dtype} {crop.shape}")
+        pixels = np.ascontiguousarray(crop)
+        height, width = pixels.shape[:2]
+        data = pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+        bitmap = mtmd.mtmd_bitmap_init(width, height, data)
+        chunks = mtmd.mtmd_input_chunks_init()
+        try:
+            return self._encode_bitmap(bitmap, chunks)
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+            mtmd.mtmd_bitmap_free(bitmap)
+
+    def _encode_bitmap(self, bitmap: mtmd.mtmd_bitmap_p, chunks: mtmd.mtmd_input_chunks_p) -> np.ndarray:
+        text = mtmd.mtmd_input_text(self._marker, len(self._marker), False, True)
+        bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+        if mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(text), bitmaps, 1) != 0:
+            raise ModelError("mtmd could not tokenize the image crop")
+        for index in range(mtmd.mtmd_input_chunks_size(chunks)):
+            chunk = mtmd.mtmd_input_chunks_get(chunks, index)
+            if mtmd.mtmd_input_chunk_get_type(chunk) != mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                continue
+            n_tokens = int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
+            if mtmd.mtmd_encode_chunk(self._ctx, chunk) != 0:
+                raise ModelError("mtmd failed to encode the image crop")
+            output = mtmd.mtmd_get_output_embd(self._ctx)
+            values = np.ctypeslib.as_array(output, shape=(n_tokens * self._n_embd,))
+            return values.reshape(n_tokens, self._n_embd).copy()
+        raise ModelError("mtmd produced no image chunk for the crop")
