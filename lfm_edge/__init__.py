@@ -8,6 +8,7 @@ from lfm_edge.errors import (
     LfmEdgeError,
     ModelError,
     ParseError,
+    PromptError,
 )
 
 __version__ = "0.1.0"
@@ -20,5 +21,6 @@ __all__ = [
     "LfmEdgeError",
     "ModelError",
     "ParseError",
+    "PromptError",
     "__version__",
 ]

@@ -33,3 +33,8 @@ class ModelError(LfmEdgeError):
 
 class ParseError(LfmEdgeError):
     """Model output (tool calls, bounding boxes) could not be parsed."""
+
+
+class PromptError(LfmEdgeError):
+    """A chat could not be turned into a prompt: bad messages, a template that raises or escapes its sandbox,
+    or a prompt longer than the context."""
