@@ -24,6 +24,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: venv
 	$(VENV)/bin/lfm-edge synthetic $(DEMO_DIR)/tiny-lfm2.5-vl --size tiny --layout official-2.5 --force
+	$(VENV)/bin/lfm-edge convert $(DEMO_DIR)/tiny-lfm2.5-vl --outdir $(DEMO_DIR) --outtype f16 --force
 	$(VENV)/bin/lfm-edge doctor
 
 test: venv
