@@ -1,6 +1,4 @@
-"""The one module that touches llama-cpp-python's ctypes layer (llama_cpp.llama_cpp, llama_cpp.mtmd_cpp).
-
-VisionEncoder: one already-preprocessed crop (uint8 H x W x 3, our HF-exact tiling) -> mtmd -> its image embeddings.
+"""VisionEncoder: one already-preprocessed crop (uint8 H x W x 3, our HF-exact tiling) -> mtmd -> its image embeddings.
 mtmd is configured so it never resizes or tiles a crop (image_min_tokens=1, image_max_tokens=4096: SPEC.md §9);
 its own preprocessing is then the identity, and the embeddings are those of exactly our pixels.
 """
@@ -17,29 +15,9 @@ from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
 from lfm_edge.errors import ImageError, ModelError
+from lfm_edge.native.logs import route_native_logs
 
 log = logging.getLogger(__name__)
-
-_native_log = logging.getLogger("lfm_edge.llama_cpp")
-_GGML_LOG_LEVEL_ERROR = 4
-
-
-def _forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-    # llama.cpp and mtmd print a lot at INFO; it reaches the user only with --verbose (DEBUG), errors always.
-    message = text.decode("utf-8", errors="replace").rstrip()
-    if message:
-        _native_log.log(logging.ERROR if level == _GGML_LOG_LEVEL_ERROR else logging.DEBUG, "%s", message)
-
-
-_FORWARD_LOG = lc.llama_log_callback(_forward_log)  # module-level: the C side keeps the pointer
-
-
-def route_native_logs() -> None:
-    """Sends llama.cpp's and mtmd's log output to Python logging (logger `lfm_edge.llama_cpp`) instead of stderr."""
-    lc.llama_log_set(_FORWARD_LOG, ctypes.c_void_p(0))
-    mtmd.mtmd_log_set(_FORWARD_LOG, ctypes.c_void_p(0))
-    mtmd.mtmd_helper_log_set(_FORWARD_LOG, ctypes.c_void_p(0))
-
 
 # Large enough that any crop of ours (<= 1024 patches of 16 px, i.e. <= 256 image tokens) is left as it is.
 _NO_RESIZE_MIN_TOKENS = 1

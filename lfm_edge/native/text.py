@@ -1,0 +1,197 @@
+"""The text model and its llama.cpp context: tokenize, decode token ids or embeddings, read logits, snapshot state.
+
+One sequence (seq 0). LFM2 is hybrid (short-conv recurrent state + KV cache): the cache cannot be rolled back to an
+arbitrary position, so callers keep snapshots (`save_state` / `load_state`, llama_state_seq_*) where they may want
+to return to.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_cpp import llama_cpp as lc
+
+from lfm_edge.errors import ModelError, PromptError
+from lfm_edge.native.logs import route_native_logs
+
+log = logging.getLogger(__name__)
+_SEQ = 0
+
+
+@dataclass(frozen=True)
+class ContextOptions:
+    """llama.cpp model/context settings. `parity=True` gives an F32 KV cache and no flash attention, the settings
+    under which logits are comparable with transformers (SPEC.md §9); users keep the defaults."""
+
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+    main_gpu: int = 0
+    flash_attention: bool | None = None  # None: llama.cpp decides (auto)
+    parity: bool = False
+
+
+def _default_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class TextModel:
+    """A loaded text GGUF with one context."""
+
+    def __init__(self, path: Path, options: ContextOptions | None = None) -> None:
+        self.options = options or ContextOptions()
+        route_native_logs()
+        lc.llama_backend_init()
+        model_params = lc.llama_model_default_params()
+        model_params.n_gpu_layers = self.options.n_gpu_layers
+        model_params.main_gpu = self.options.main_gpu
+        self.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self.model:
+            raise ModelError(f"llama.cpp could not load {path}: not a GGUF text model, or a truncated/corrupt file")
+        self.vocab = lc.llama_model_get_vocab(self.model)
+        self.n_embd = int(lc.llama_model_n_embd(self.model))
+        self.n_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
+        self.ctx = lc.llama_init_from_model(self.model, self._context_params())
+        if not self.ctx:
+            lc.llama_model_free(self.model)
+            raise ModelError(f"llama.cpp could not create a context of {self.options.n_ctx} tokens for {path}")
+        self.n_ctx = int(lc.llama_n_ctx(self.ctx))
+        self.memory = lc.llama_get_memory(self.ctx)
+
+    def _context_params(self) -> lc.llama_context_params:
+        params: lc.llama_context_params = lc.llama_context_default_params()
+        params.n_ctx = self.options.n_ctx
+        params.n_batch = self.options.n_batch
+        params.n_ubatch = self.options.n_batch
+        threads = self.options.n_threads or _default_threads()
+        params.n_threads = params.n_threads_batch = threads
+        params.no_perf = True
+        if self.options.flash_attention is not None:
+            params.flash_attn_type = 1 if self.options.flash_attention else 0
+        if self.options.parity:
+            params.flash_attn_type = 0
+            params.type_k = params.type_v = lc.GGML_TYPE_F32
+        return params
+
+    def close(self) -> None:
+        if getattr(self, "ctx", None):
+            lc.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            lc.llama_model_free(self.model)
+            self.model = None
+
+    def metadata(self, key: str) -> str | None:
+        buffer = ctypes.create_string_buffer(1 << 16)
+        size = lc.llama_model_meta_val_str(self.model, key.encode(), buffer, len(buffer))
+        if size < 0:
+            return None
+        if size >= len(buffer):  # the chat template can be long
+            buffer = ctypes.create_string_buffer(size + 1)
+            lc.llama_model_meta_val_str(self.model, key.encode(), buffer, len(buffer))
+        return buffer.value.decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        """Token ids of text; special tokens written as text (<|im_start|>...) are parsed as special tokens."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (lc.llama_token * capacity)()
+        count = lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, True)
+        if count < 0:
+            tokens = (lc.llama_token * -count)()
+            count = lc.llama_tokenize(self.vocab, data, len(data), tokens, -count, add_special, True)
+        return list(tokens[:count])
+
+    def piece(self, token: int) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        size = lc.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = lc.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:size]
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(lc.llama_vocab_is_eog(self.vocab, token))
+
+    def clear(self) -> None:
+        lc.llama_memory_clear(self.memory, True)
+
+    def decode_tokens(self, tokens: list[int], start: int, *, logits_for_last: bool = True) -> None:
+        """Evaluates tokens at positions start, start+1, ... (batches of n_batch)."""
+        self._check_room(start, len(tokens))
+        for offset in range(0, len(tokens), self.options.n_batch):
+            chunk = tokens[offset : offset + self.options.n_batch]
+            batch = lc.llama_batch_init(len(chunk), 0, 1)
+            try:
+                for i, token in enumerate(chunk):
+                    batch.token[i] = token
+                    self._fill_slot(batch, i, start + offset + i)
+                last = logits_for_last and offset + len(chunk) == len(tokens)
+                batch.logits[len(chunk) - 1] = 1 if last else 0
+                batch.n_tokens = len(chunk)
+                self._decode(batch)
+            finally:
+                lc.llama_batch_free(batch)
+
+    def decode_embeddings(self, embeddings: np.ndarray, start: int, *, logits_for_last: bool = False) -> None:
+        """Evaluates rows of input embeddings (image features) at positions start, start+1, ..."""
+        rows = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.n_embd:
+            raise ModelError(f"image embeddings of width {rows.shape[-1]} do not fit this model (n_embd {self.n_embd})")
+        self._check_room(start, len(rows))
+        for offset in range(0, len(rows), self.options.n_batch):
+            chunk = rows[offset : offset + self.options.n_batch]
+            batch = lc.llama_batch_init(len(chunk), self.n_embd, 1)
+            try:
+                ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
+                for i in range(len(chunk)):
+                    self._fill_slot(batch, i, start + offset + i)
+                last = logits_for_last and offset + len(chunk) == len(rows)
+                batch.logits[len(chunk) - 1] = 1 if last else 0
+                batch.n_tokens = len(chunk)
+                self._decode(batch)
+            finally:
+                lc.llama_batch_free(batch)
+
+    @staticmethod
+    def _fill_slot(batch: lc.llama_batch, index: int, position: int) -> None:
+        slots: Any = batch  # raw ctypes pointers; llama-cpp-python's annotations do not fit indexing them
+        slots.pos[index] = position
+        slots.n_seq_id[index] = 1
+        slots.seq_id[index][0] = _SEQ
+        slots.logits[index] = 0
+
+    def _check_room(self, start: int, count: int) -> None:
+        if start + count > self.n_ctx:
+            raise PromptError(
+                f"the prompt needs {start + count} positions but the context holds {self.n_ctx}: "
+                "shorten the conversation, use fewer/smaller images (max_image_tokens), or load with a larger n_ctx"
+            )
+
+    def _decode(self, batch: lc.llama_batch) -> None:
+        status = lc.llama_decode(self.ctx, batch)
+        if status != 0:
+            raise ModelError(f"llama_decode failed with status {status}")
+
+    def last_logits(self) -> np.ndarray:
+        pointer = lc.llama_get_logits_ith(self.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
+    def save_state(self) -> bytes:
+        size = lc.llama_state_seq_get_size(self.ctx, _SEQ)
+        buffer = (ctypes.c_uint8 * size)()
+        written = lc.llama_state_seq_get_data(self.ctx, buffer, size, _SEQ)
+        return bytes(buffer[:written])
+
+    def load_state(self, state: bytes) -> None:
+        self.clear()
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if lc.llama_state_seq_set_data(self.ctx, buffer, len(state), _SEQ) == 0:
+            raise ModelError("llama.cpp refused to restore a saved state")
