@@ -17,7 +17,7 @@ from tests.conftest import GOLDENS, MODEL_INDEX, model_cases
 
 CROPS = np.load(GOLDENS / "model" / "crops.npz")
 TEXT_TOLERANCE = 1e-3
-IMAGE_TOLERANCE = 1e-2  # measured max |diff| is reported by the test on failure; projector tanh- vs erf-GELU
+IMAGE_TOLERANCE = 5e-3  # measured up to 3.1e-3 (tiny model): the projector's tanh- vs erf-GELU
 
 
 @pytest.fixture(scope="module")
