@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,7 +151,7 @@ class Engine:
     def logits(self) -> np.ndarray:
         return self.text.last_logits()
 
-    def generate(self, params: SamplingParams, max_tokens: int) -> Iterator[int]:
+    def generate(self, params: SamplingParams, max_tokens: int) -> Generator[int, None, None]:
         """Samples up to max_tokens tokens after the prefilled prompt, evaluating each; stops at end-of-generation
         (the end token is yielded but not evaluated)."""
         if not self._evaluated:

@@ -1,0 +1,132 @@
+"""The Python API: `load(...)` -> Model with generate / stream / chat / caption.
+
+model = lfm_edge.load("LiquidAI/LFM2.5-VL-450M-GGUF")          # or a .gguf path, or a folder
+print(model.caption("photo.jpg").text)
+for piece in model.stream("Describe this image.", images=["photo.jpg"]):
+    print(piece, end="")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lfm_edge.engine import Engine
+from lfm_edge.errors import ModelError
+from lfm_edge.generation import Completion, GenerationOptions, TextStream, run_generation
+from lfm_edge.image.settings import ProcessorSettings
+from lfm_edge.mmproj import check_pair, read_gguf_metadata
+from lfm_edge.native.text import ContextOptions, TextModel
+from lfm_edge.native.vision import VisionEncoder, VisionOptions
+from lfm_edge.prompt import ChatTemplate, RenderOptions
+from lfm_edge.resolve import ModelFiles, resolve
+
+if TYPE_CHECKING:
+    from lfm_edge.chat import Chat
+
+log = logging.getLogger(__name__)
+
+Message = Mapping[str, Any]
+CAPTION_PROMPT = "Describe this image."
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load: context size and threads, GPU offload (n_gpu_layers=-1: all; mmproj_on_gpu), flash attention
+    (None: llama.cpp decides), and `parity` (F32 KV cache, no flash attention: transformers-comparable logits)."""
+
+    context: ContextOptions = field(default_factory=ContextOptions)
+    mmproj: str | Path | None = None
+    quant: str | None = None
+    mmproj_on_gpu: bool = False
+
+
+def load(model: str | Path, options: LoadOptions | None = None, **context: Any) -> Model:
+    """Loads a text GGUF and its mmproj. `context` keywords (n_ctx, n_threads, n_gpu_layers, ...) fill
+    ContextOptions when no LoadOptions is given."""
+    if options is None:
+        options = LoadOptions(context=ContextOptions(**context))
+    elif context:
+        raise TypeError("pass either LoadOptions or context keywords, not both")
+    files = resolve(model, mmproj=options.mmproj, quant=options.quant)
+    return Model(files, options)
+
+
+class Model:
+    def __init__(self, files: ModelFiles, options: LoadOptions) -> None:
+        self.files = files
+        text_meta = read_gguf_metadata(files.text)
+        mmproj_meta = read_gguf_metadata(files.mmproj) if files.mmproj else None
+        self.text = TextModel(files.text, options.context)
+        try:
+            check_pair(text_meta, mmproj_meta, self.text.n_embd, files)
+            self.settings = ProcessorSettings.from_gguf_metadata(mmproj_meta) if mmproj_meta else ProcessorSettings()
+            self.template = ChatTemplate(str(text_meta.get("tokenizer.chat_template") or _fallback_template()))
+            vision_options = VisionOptions(n_threads=self.text.options.n_threads or 4, use_gpu=options.mmproj_on_gpu)
+            self.vision = VisionEncoder(files.mmproj, self.text.model, vision_options) if files.mmproj else None
+        except BaseException:
+            self.text.close()
+            raise
+        self.engine = Engine(self.text)
+        from lfm_edge.conversation import PromptBuilder
+
+        self.prompts = PromptBuilder(self.template, self.text, self.vision)
+
+    def close(self) -> None:
+        if self.vision is not None:
+            self.vision.close()
+        self.text.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def image_settings(self, **knobs: Any) -> ProcessorSettings:
+        """The model's processor settings with some knobs changed (validated), e.g. min_image_tokens=32."""
+        return self.settings.replace(**knobs) if knobs else self.settings
+
+    def stream_messages(
+        self,
+        messages: Sequence[Message],
+        options: GenerationOptions | None = None,
+        render: RenderOptions | None = None,
+        settings: ProcessorSettings | None = None,
+    ) -> TextStream:
+        items = self.prompts.build(messages, render or RenderOptions(), settings or self.settings)
+        return run_generation(self.engine, items, options or GenerationOptions())
+
+    def stream(self, prompt: str, images: Sequence[Any] = (), options: GenerationOptions | None = None,
+               **knobs: Any) -> TextStream:  # fmt: skip
+        """Streams the answer to one user prompt (images placed before the text, as the model card does)."""
+        content = [*({"type": "image", "image": image} for image in images), {"type": "text", "text": prompt}]
+        return self.stream_messages([{"role": "user", "content": content}], options, None, self.image_settings(**knobs))
+
+    def generate(self, prompt: str, images: Sequence[Any] = (), options: GenerationOptions | None = None,
+                 **knobs: Any) -> Completion:  # fmt: skip
+        stream = self.stream(prompt, images, options, **knobs)
+        stream.text()
+        assert stream.completion is not None
+        return stream.completion
+
+    def caption(self, image: Any, prompt: str = CAPTION_PROMPT, options: GenerationOptions | None = None,
+                **knobs: Any) -> Completion:  # fmt: skip
+        return self.generate(prompt, [image], options, **knobs)
+
+    def chat(self, system: str | None = None, options: GenerationOptions | None = None) -> Chat:
+        from lfm_edge.chat import Chat
+
+        return Chat(self, system, options)
+
+
+def _fallback_template() -> str:
+    raise ModelError("the text GGUF has no tokenizer.chat_template: convert it with `lfm-edge convert`")
+
+
+def replace_options(options: GenerationOptions, **changes: Any) -> GenerationOptions:
+    return dataclasses.replace(options, **changes)
