@@ -7,14 +7,22 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lfm_edge.generation import Completion, GenerationOptions, TextStream
+from lfm_edge.image.settings import ProcessorSettings
 
 if TYPE_CHECKING:
     from lfm_edge.model import Model
 
 
 class Chat:
-    def __init__(self, model: Model, system: str | None = None, options: GenerationOptions | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        system: str | None = None,
+        options: GenerationOptions | None = None,
+        settings: ProcessorSettings | None = None,
+    ) -> None:
         self.model = model
+        self.settings = settings
         self.system = system
         self.options = options or GenerationOptions()
         self._history: list[dict[str, Any]] = []
@@ -34,7 +42,7 @@ class Chat:
         content: list[dict[str, Any]] = [{"type": "image", "image": image} for image in images]
         content.append({"type": "text", "text": text})
         user = {"role": "user", "content": content}
-        inner = self.model.stream_messages([*self.history, user], options or self.options)
+        inner = self.model.stream_messages([*self.history, user], options or self.options, None, self.settings)
         outer = TextStream(iter(()))
         outer._pieces = self._record(inner, user, outer)
         return outer

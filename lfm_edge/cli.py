@@ -3,40 +3,27 @@ LfmEdgeError becomes a one-line `error: ...` on stderr and exit status 1, never 
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from lfm_edge import __version__
-from lfm_edge.errors import LfmEdgeError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly_errors(command: F) -> F:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except LfmEdgeError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
+from lfm_edge.cli_errors import friendly_errors as _friendly_errors
+from lfm_edge.cli_model import caption, chat, info, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lfm-edge")
-@click.option("--verbose", "-v", is_flag=True, help="Show info logs (and llama.cpp's own log output).")
-def main(verbose: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show info logs and llama.cpp's own log output.")
+@click.option("--quiet", "-q", is_flag=True, help="Only results and errors (no timings, no warnings).")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """Run LFM2.5-VL-450M on the edge: convert checkpoints to GGUF and run them over llama.cpp."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    ctx.obj = {"verbose": verbose, "quiet": quiet}
 
 
 @main.command()
@@ -91,6 +78,9 @@ def doctor() -> None:
 
     click.echo(report())
 
+
+for _command in (run, chat, caption, info):
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

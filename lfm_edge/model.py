@@ -118,10 +118,11 @@ class Model:
                 **knobs: Any) -> Completion:  # fmt: skip
         return self.generate(prompt, [image], options, **knobs)
 
-    def chat(self, system: str | None = None, options: GenerationOptions | None = None) -> Chat:
+    def chat(self, system: str | None = None, options: GenerationOptions | None = None, **knobs: Any) -> Chat:
+        """A conversation; `knobs` change the image settings for all its turns (e.g. max_image_tokens=128)."""
         from lfm_edge.chat import Chat
 
-        return Chat(self, system, options)
+        return Chat(self, system, options, self.image_settings(**knobs))
 
 
 def _fallback_template() -> str:

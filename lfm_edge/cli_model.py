@@ -1,0 +1,191 @@
+"""`lfm-edge run | chat | caption | info`: the commands that load a model. Each parses options and calls the API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from lfm_edge.cli_errors import friendly_errors
+from lfm_edge.generation import Completion, GenerationOptions
+from lfm_edge.native.sampling import SamplingParams
+from lfm_edge.native.text import ContextOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MODEL_OPTIONS = [
+    click.option(
+        "--mmproj", type=click.Path(dir_okay=False, path_type=Path), help="mmproj GGUF (default: beside MODEL)."
+    ),
+    click.option("--quant", default=None, help="Quantization to pick in a folder or Hub repo (default Q4_0)."),
+    click.option("--n-ctx", default=4096, show_default=True, type=click.IntRange(64, 32768), help="Context size."),
+    click.option("--threads", default=None, type=click.IntRange(1, 512), help="CPU threads (default: up to 8)."),
+    click.option("--n-gpu-layers", default=0, show_default=True, type=int, help="Layers to offload (-1: all)."),
+]
+_GENERATION_OPTIONS = [
+    click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1)),
+    click.option("--temperature", default=0.1, show_default=True, type=float, help="0 = greedy."),
+    click.option("--min-p", default=0.15, show_default=True, type=float),
+    click.option("--repetition-penalty", default=1.05, show_default=True, type=float),
+    click.option("--seed", default=None, type=click.IntRange(0, 2**32 - 1)),
+    click.option("--stop", multiple=True, help="Stop string (repeatable)."),
+    click.option("--min-image-tokens", type=click.IntRange(1), help="Image knob (model card recommends 32)."),
+    click.option("--max-image-tokens", type=click.IntRange(1), help="Image knob."),
+    click.option("--max-tiles", type=click.IntRange(1), help="Image knob."),
+    click.option("--no-splitting", is_flag=True, help="Never tile images (one resized image each)."),
+]
+
+
+def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+model_options = _apply(_MODEL_OPTIONS)
+generation_options = _apply(_GENERATION_OPTIONS)
+
+
+def open_model(model: str, kw: dict[str, Any]) -> Any:
+    from lfm_edge.model import LoadOptions, load
+
+    context = ContextOptions(n_ctx=kw["n_ctx"], n_threads=kw["threads"], n_gpu_layers=kw["n_gpu_layers"])
+    return load(model, LoadOptions(context=context, mmproj=kw["mmproj"], quant=kw["quant"]))
+
+
+def generation(kw: dict[str, Any]) -> GenerationOptions:
+    sampling = SamplingParams(
+        temperature=kw["temperature"], min_p=kw["min_p"], repetition_penalty=kw["repetition_penalty"], seed=kw["seed"]
+    )
+    return GenerationOptions(max_tokens=kw["max_tokens"], stop=tuple(kw["stop"]), sampling=sampling)
+
+
+def image_knobs(kw: dict[str, Any]) -> dict[str, Any]:
+    knobs = {name: kw[name] for name in ("min_image_tokens", "max_image_tokens", "max_tiles") if kw.get(name)}
+    if kw.get("no_splitting"):
+        knobs["do_image_splitting"] = False
+    return knobs
+
+
+def completion_json(completion: Completion, **extra: Any) -> str:
+    usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
+    record = {**extra, "text": completion.text, "finish_reason": completion.finish_reason, "usage": usage,
+              "timings": asdict(completion.timings)}  # fmt: skip
+    return json.dumps(record, ensure_ascii=False)
+
+
+def timings_line(completion: Completion) -> str:
+    t = completion.timings
+    return (
+        f"[{completion.prompt_tokens} prompt tokens ({t.reused_tokens} reused), {completion.completion_tokens} "
+        f"generated; TTFT {t.ttft_s * 1000:.0f} ms, prefill {t.prefill_tok_s:.1f} tok/s, "
+        f"decode {t.decode_tok_s:.1f} tok/s]"
+    )
+
+
+@click.command()
+@click.argument("model")
+@click.argument("prompt")
+@click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming text.")
+@model_options
+@generation_options
+@click.pass_context
+@friendly_errors
+def run(ctx: click.Context, /, model: str, prompt: str, images: tuple[str, ...], as_json: bool, **kw: Any) -> None:
+    """Answer one PROMPT (optionally about --image files), streaming the text to stdout."""
+    with open_model(model, kw) as loaded:
+        stream = loaded.stream(prompt, list(images), generation(kw), **image_knobs(kw))
+        for piece in stream:
+            if not as_json:
+                click.echo(piece, nl=False)
+        completion = stream.completion
+        if as_json:
+            click.echo(completion_json(completion))
+        else:
+            click.echo()
+            if not ctx.obj.get("quiet"):
+                click.echo(timings_line(completion), err=True)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--prompt", default="Describe this image.", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per image (JSONL).")
+@model_options
+@generation_options
+@friendly_errors
+def caption(model: str, images: tuple[str, ...], prompt: str, as_json: bool, **kw: Any) -> None:
+    """Describe each image (batch): `path: caption` lines, or JSONL with --json."""
+    with open_model(model, kw) as loaded:
+        for image in images:
+            completion = loaded.caption(image, prompt, generation(kw), **image_knobs(kw))
+            click.echo(completion_json(completion, image=image) if as_json else f"{image}: {completion.text}")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--system", default=None, help="System prompt.")
+@model_options
+@generation_options
+@friendly_errors
+def chat(model: str, system: str | None, **kw: Any) -> None:
+    """Interactive chat on stdin. Commands: /image PATH (attach to the next message), /reset, /exit."""
+    with open_model(model, kw) as loaded:
+        _repl(loaded.chat(system, generation(kw), **image_knobs(kw)))
+
+
+@click.command()
+@click.argument("model")
+@click.option("--mmproj", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--quant", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def info(model: str, mmproj: Path | None, quant: str | None, as_json: bool) -> None:
+    """Show a model's files, metadata, tensor types and image-processor knobs (nothing is loaded)."""
+    from lfm_edge.info import describe_model
+
+    report = describe_model(model, mmproj, quant)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    else:
+        for section, values in report.items():
+            click.echo(f"{section}:")
+            for key, value in values.items() if isinstance(values, dict) else [("", values)]:
+                click.echo(f"  {key}: {value}" if key else f"  {value}")
+
+
+def _repl(chat: Any) -> None:
+    pending: list[str] = []
+    for raw in sys.stdin:
+        line = raw.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            return
+        if line == "/reset":
+            chat.reset()
+            pending.clear()
+            click.echo("(conversation reset)", err=True)
+            continue
+        if line.startswith("/image "):
+            path = line[len("/image ") :].strip()
+            if not Path(path).is_file():
+                click.echo(f"error: no such image file: {path}", err=True)
+                continue
+            pending.append(path)
+            click.echo(f"(image {path} attached to your next message)", err=True)
+            continue
+        for piece in chat.stream(line, pending):
+            click.echo(piece, nl=False)
+        click.echo()
+        pending.clear()
