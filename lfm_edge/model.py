@@ -61,9 +61,9 @@ class Model:
         self.files = files
         text_meta = read_gguf_metadata(files.text)
         mmproj_meta = read_gguf_metadata(files.mmproj) if files.mmproj else None
+        check_pair(text_meta, mmproj_meta, int(text_meta.get("lfm2.embedding_length", 0)), files)
         self.text = TextModel(files.text, options.context)
         try:
-            check_pair(text_meta, mmproj_meta, self.text.n_embd, files)
             self.settings = ProcessorSettings.from_gguf_metadata(mmproj_meta) if mmproj_meta else ProcessorSettings()
             self.template = ChatTemplate(str(text_meta.get("tokenizer.chat_template") or _fallback_template()))
             vision_options = VisionOptions(n_threads=self.text.options.n_threads or 4, use_gpu=options.mmproj_on_gpu)
