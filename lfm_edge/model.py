@@ -59,13 +59,14 @@ def load(model: str | Path, options: LoadOptions | None = None, **context: Any) 
 class Model:
     def __init__(self, files: ModelFiles, options: LoadOptions) -> None:
         self.files = files
-        text_meta = read_gguf_metadata(files.text)
+        # The text file's header holds the whole vocabulary; llama.cpp reads it far faster than gguf-py does.
         mmproj_meta = read_gguf_metadata(files.mmproj) if files.mmproj else None
-        check_pair(text_meta, mmproj_meta, int(text_meta.get("lfm2.embedding_length", 0)), files)
         self.text = TextModel(files.text, options.context)
         try:
+            text_meta = {key: self.text.metadata(key) for key in ("general.architecture", "tokenizer.chat_template")}
+            check_pair(text_meta, mmproj_meta, self.text.n_embd, files)
             self.settings = ProcessorSettings.from_gguf_metadata(mmproj_meta) if mmproj_meta else ProcessorSettings()
-            self.template = ChatTemplate(str(text_meta.get("tokenizer.chat_template") or _fallback_template()))
+            self.template = ChatTemplate(str(text_meta["tokenizer.chat_template"] or _fallback_template()))
             vision_options = VisionOptions(n_threads=self.text.options.n_threads or 4, use_gpu=options.mmproj_on_gpu)
             self.vision = VisionEncoder(files.mmproj, self.text.model, vision_options) if files.mmproj else None
         except BaseException:

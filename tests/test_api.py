@@ -78,10 +78,10 @@ def test_invalid_sampling_knob(bad: dict[str, float]) -> None:
 
 def test_wrong_files_are_typed_errors(converted: Converted, tmp_path: Path) -> None:
     text, mmproj = converted("official-2.5", "f16")
-    with pytest.raises(ModelError, match="not LFM2"):
-        api.load(mmproj)  # an mmproj is not a text model
+    with pytest.raises(ModelError, match="could not load"):
+        api.load(mmproj)  # an mmproj is not a text model: llama.cpp refuses it
     truncated = tmp_path / "truncated.gguf"
-    truncated.write_bytes(text.read_bytes()[: 100_000])
+    truncated.write_bytes(text.read_bytes()[:100_000])
     with pytest.raises(ModelError):
         api.load(truncated)
     with pytest.raises(LfmEdgeError):
@@ -101,5 +101,7 @@ def test_mismatched_mmproj_is_refused() -> None:
     mmproj = {"general.architecture": "clip", "clip.projector_type": "lfm2", "clip.vision.projection_dim": 1024}
     with pytest.raises(ModelError, match="projects to width 1024"):
         check_pair(text, mmproj, 2048, files)
+    with pytest.raises(ModelError, match="not LFM2"):
+        check_pair({"general.architecture": "llama"}, mmproj, 1024, files)
     with pytest.raises(ModelError, match="not an LFM2-VL mmproj"):
         check_pair(text, {**mmproj, "clip.projector_type": "mlp"}, 1024, files)
