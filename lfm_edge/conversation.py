@@ -12,14 +12,14 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lfm_edge.engine import ImageBlock, Item
 from lfm_edge.errors import ModelError, PromptError
-from lfm_edge.image.crops import make_crops
-from lfm_edge.image.layout import plan_layout
+from lfm_edge.image.preprocess import preprocess
 from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.image.tokens import IMAGE_TOKEN, image_segments
 from lfm_edge.native.text import TextModel
@@ -28,6 +28,7 @@ from lfm_edge.prompt import ChatTemplate, RenderOptions
 
 _IMAGE_KEYS = ("image", "path", "url", "image_url")
 _CACHE_CROPS = 64
+_CACHE_IMAGES = 8
 
 
 def split_images(messages: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -63,12 +64,9 @@ class PreparedImage:
 
 
 def prepare_image(image: Any, settings: ProcessorSettings) -> PreparedImage:
-    from lfm_edge.image import load_image
-
-    pixels = load_image(image)
-    height, width = pixels.shape[:2]
-    layout = plan_layout(width, height, settings)
-    crops = iter(make_crops(pixels, layout))
+    prepared = preprocess(image, settings)
+    layout = prepared.layout
+    crops = iter(prepared.crops)
     parts: list[int | str | np.ndarray] = []
     for segment in image_segments(layout, settings.use_image_special_tokens):
         if segment.token == IMAGE_TOKEN:
@@ -78,12 +76,35 @@ def prepare_image(image: Any, settings: ProcessorSettings) -> PreparedImage:
     return PreparedImage(tuple(parts), layout.tokens_per_crop)
 
 
+def _file_key(image: Any, settings: ProcessorSettings) -> tuple[Any, ...] | None:
+    """A cache key for an image given as a path: the same file, unchanged, with the same knobs."""
+    if not isinstance(image, str | Path):
+        return None
+    try:
+        stat = Path(image).stat()
+    except OSError:
+        return None
+    return (str(Path(image).resolve()), stat.st_mtime_ns, stat.st_size, settings)
+
+
 class PromptBuilder:
     def __init__(self, template: ChatTemplate, text: TextModel, vision: VisionEncoder | None) -> None:
         self.template = template
         self.text = text
         self.vision = vision
         self._embeddings: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._prepared: OrderedDict[tuple[Any, ...], PreparedImage] = OrderedDict()
+
+    def _prepare(self, image: Any, settings: ProcessorSettings) -> PreparedImage:
+        # A chat re-renders its whole history each turn: an image file is preprocessed once, not once per turn.
+        key = _file_key(image, settings)
+        if key is None:
+            return prepare_image(image, settings)
+        prepared = self._prepared.pop(key, None) or prepare_image(image, settings)
+        self._prepared[key] = prepared
+        while len(self._prepared) > _CACHE_IMAGES:
+            self._prepared.popitem(last=False)
+        return prepared
 
     def build(
         self, messages: Sequence[Mapping[str, Any]], options: RenderOptions, settings: ProcessorSettings
@@ -106,7 +127,7 @@ class PromptBuilder:
     def _image_items(self, image: Any, settings: ProcessorSettings) -> list[Item]:
         if self.vision is None:
             raise ModelError("this model was loaded without an mmproj, so it cannot see images: pass mmproj=...")
-        prepared = prepare_image(image, settings)
+        prepared = self._prepare(image, settings)
         items: list[Item] = []
         crop_index = 0
         for part in prepared.parts:
