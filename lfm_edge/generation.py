@@ -14,6 +14,7 @@ from typing import Literal
 from lfm_edge.engine import Engine, Item
 from lfm_edge.errors import ConfigError
 from lfm_edge.native.sampling import SamplingParams
+from lfm_edge.parse import ParsedMessage, parse_assistant_output
 from lfm_edge.textstream import StopMatcher, TokenTextDecoder
 
 FinishReason = Literal["stop", "length"]
@@ -43,12 +44,16 @@ class Timings:
 
 @dataclass(frozen=True)
 class Completion:
+    """`text` is the raw model output (tool-call markup included); `message` is it parsed: content, tool calls
+    (OpenAI-shaped via ToolCall.to_openai) and <think> reasoning, with any parse problems in message.errors."""
+
     text: str
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
     token_ids: tuple[int, ...]
     timings: Timings
+    message: ParsedMessage
 
 
 class TextStream:
@@ -106,8 +111,10 @@ def _pieces(engine: Engine, items: Sequence[Item], options: GenerationOptions, s
         yield tail
     ended = time.perf_counter()
     first = (first_token_at or ended) - started
+    raw = "".join(text)
     stream.completion = Completion(
-        text="".join(text),
+        text=raw,
+        message=parse_assistant_output(raw),
         finish_reason=finish,
         prompt_tokens=prefill.reused_positions + prefill.evaluated_positions,
         completion_tokens=len(tokens),

@@ -20,8 +20,10 @@ from lfm_edge.errors import ModelError
 from lfm_edge.generation import Completion, GenerationOptions, TextStream, run_generation
 from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.mmproj import check_pair, read_gguf_metadata
+from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel
 from lfm_edge.native.vision import VisionEncoder, VisionOptions
+from lfm_edge.parse import Detection, detection_prompt, parse_detections
 from lfm_edge.prompt import ChatTemplate, RenderOptions
 from lfm_edge.resolve import ModelFiles, resolve
 
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 Message = Mapping[str, Any]
 CAPTION_PROMPT = "Describe this image."
+# The model card's grounding example uses max_new_tokens=64; boxes need more room for several objects.
+DETECT_OPTIONS = GenerationOptions(max_tokens=256, sampling=SamplingParams())
 
 
 @dataclass(frozen=True)
@@ -119,11 +123,26 @@ class Model:
                 **knobs: Any) -> Completion:  # fmt: skip
         return self.generate(prompt, [image], options, **knobs)
 
-    def chat(self, system: str | None = None, options: GenerationOptions | None = None, **knobs: Any) -> Chat:
-        """A conversation; `knobs` change the image settings for all its turns (e.g. max_image_tokens=128)."""
+    def chat(
+        self,
+        system: str | None = None,
+        options: GenerationOptions | None = None,
+        tools: Sequence[Any] | None = None,
+        **knobs: Any,
+    ) -> Chat:
+        """A conversation. `tools`: JSON-schema dicts (as the model card passes them), OpenAI-shaped tools, or
+        Python functions (schema from signature and docstring). `knobs` change the image settings of all turns."""
         from lfm_edge.chat import Chat
 
-        return Chat(self, system, options, self.image_settings(**knobs))
+        return Chat(self, system, options, self.image_settings(**knobs), tools)
+
+    def detect(self, image: Any, query: str, options: GenerationOptions | None = None, **knobs: Any) -> Detection:
+        """Grounding with the model card's prompt; boxes in pixels of the original (EXIF-rotated) image."""
+        from lfm_edge.image import load_image
+
+        completion = self.generate(detection_prompt(query), [image], options or DETECT_OPTIONS, **knobs)
+        height, width = load_image(image).shape[:2]
+        return parse_detections(completion.message.content, (width, height))
 
 
 def _fallback_template() -> str:

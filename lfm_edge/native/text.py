@@ -110,11 +110,12 @@ class TextModel:
         return list(tokens[:count])
 
     def piece(self, token: int) -> bytes:
+        """The token's bytes; control tokens as their text (<|tool_call_start|> must reach the tool-call parser)."""
         buffer = ctypes.create_string_buffer(64)
-        size = lc.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        size = lc.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, True)
         if size < 0:
             buffer = ctypes.create_string_buffer(-size)
-            size = lc.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+            size = lc.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, True)
         return buffer.raw[:size]
 
     def is_end_of_generation(self, token: int) -> bool:
