@@ -11,7 +11,7 @@ LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_PYTHON)
 DEMO_DIR := build/demo
 
-.PHONY: venv demo test test-slow check lint format reference goldens clean bench-convert
+.PHONY: venv venv-gpu demo test test-slow check lint format reference goldens clean bench-convert
 
 venv: $(VENV)/.installed
 
@@ -22,10 +22,29 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+DEMO_IMAGE := tests/images/photo_1024x768.jpg
+
+# The main job end to end on an embedded default: a tiny synthetic checkpoint (random weights, official layout) ->
+# GGUF pair -> an image described through the HF-exact image path. The words are random: the weights are.
+# GPU builds of llama-cpp-python into the same venv: make venv-gpu BACKEND=cuda|metal|vulkan (see README).
+CMAKE_ARGS_cuda := -DGGML_CUDA=on
+CMAKE_ARGS_metal := -DGGML_METAL=on
+CMAKE_ARGS_vulkan := -DGGML_VULKAN=on
+venv-gpu: venv
+	@test -n "$(CMAKE_ARGS_$(BACKEND))" || (echo "BACKEND must be cuda, metal or vulkan" >&2; exit 2)
+	CMAKE_ARGS="$(CMAKE_ARGS_$(BACKEND))" $(PY) -m pip install --force-reinstall --no-deps --no-cache-dir \
+		--no-binary llama-cpp-python llama-cpp-python==$(LLAMA_CPP_PYTHON)
+
 demo: venv
+	@echo "==> 1/4 writing a tiny synthetic LFM2.5-VL checkpoint"
 	$(VENV)/bin/lfm-edge synthetic $(DEMO_DIR)/tiny-lfm2.5-vl --size tiny --layout official-2.5 --force
+	@echo "==> 2/4 converting it to GGUF (text model + mmproj)"
 	$(VENV)/bin/lfm-edge convert $(DEMO_DIR)/tiny-lfm2.5-vl --outdir $(DEMO_DIR) --outtype f16 --force
+	@echo "==> 3/4 what this llama.cpp build can do"
 	$(VENV)/bin/lfm-edge doctor
+	@echo "==> 4/4 describing $(DEMO_IMAGE) (timings on the last line)"
+	$(VENV)/bin/lfm-edge run $(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf "Describe this image." --image $(DEMO_IMAGE) \
+		--max-tokens 24 --seed 0
 
 test: venv
 	$(PY) -m pytest
@@ -74,3 +93,8 @@ clean:
 # Converter wall time and peak RSS on the `full` synthetic checkpoint, beside llama.cpp's converter (reference venv).
 bench-convert: venv
 	$(PY) -m benchmarks.bench_convert --outtype f16
+
+# Image-preprocessing speed beside Pillow's BILINEAR doing the same resizes, one core each (decode excluded).
+.PHONY: bench-preprocess
+bench-preprocess: venv
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_preprocess --out build/bench/preprocess.json
