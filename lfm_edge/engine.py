@@ -156,14 +156,9 @@ class Engine:
         (the end token is yielded but not evaluated)."""
         if not self._evaluated:
             raise ModelError("generate() needs a prefilled prompt")
-        sampler = Sampler(params, self.text.n_vocab, self.text.n_ctx)
+        history = [t for u in self._evaluated for t in ([u] if isinstance(u, int) else [IMAGE_TOKEN_ID] * u[1])]
+        sampler = Sampler(params, self.text.vocab, self.text.n_ctx, history)
         try:
-            for unit in self._evaluated:
-                if isinstance(unit, int):
-                    sampler.accept(unit)
-                else:
-                    for _ in range(unit[1]):
-                        sampler.accept(IMAGE_TOKEN_ID)
             for _ in range(max_tokens):
                 token = sampler.sample(self.text.ctx)
                 yield token

@@ -11,7 +11,10 @@ llama_sampler_sample accepts each sampled token itself.
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from llama_cpp import llama_cpp as lc
 
@@ -31,6 +34,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     seed: int | None = None
+    grammar: str | None = None  # GBNF (llama.cpp grammar) the output must match; `<[id]>` names a token id
 
     def __post_init__(self) -> None:
         checks = [
@@ -46,14 +50,57 @@ class SamplingParams:
                 raise ConfigError(message)
 
 
+_NUL_TOKENS: dict[int, tuple[int, ...]] = {}
+
+
+def _tokens_with_inner_nul(vocab: lc.llama_vocab_p) -> tuple[int, ...]:
+    """Tokens whose text holds a NUL byte after the first: llama.cpp's grammar reads a piece as a C string, so it
+    checks only the part before the NUL and lets the rest through unchecked. They are banned under a grammar."""
+    key = ctypes.cast(vocab, ctypes.c_void_p).value or 0
+    if key not in _NUL_TOKENS:
+        buffer = ctypes.create_string_buffer(256)
+        found = []
+        for token in range(lc.llama_vocab_n_tokens(vocab)):
+            size = lc.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)
+            if size > 1 and b"\x00" in buffer.raw[1:size]:
+                found.append(token)
+        _NUL_TOKENS[key] = tuple(found)
+    return _NUL_TOKENS[key]
+
+
+def _ban(vocab: lc.llama_vocab_p, tokens: tuple[int, ...]) -> lc.llama_sampler_p:
+    biases = (lc.llama_logit_bias * max(1, len(tokens)))()
+    entries: Any = biases  # ctypes structs; llama-cpp-python annotates token as c_int32
+    for index, token in enumerate(tokens):
+        entries[index].token = token
+        entries[index].bias = float("-inf")
+    sampler: lc.llama_sampler_p = lc.llama_sampler_init_logit_bias(lc.llama_vocab_n_tokens(vocab), len(tokens), biases)
+    return sampler
+
+
 class Sampler:
-    def __init__(self, params: SamplingParams, n_vocab: int, window: int) -> None:
+    def __init__(
+        self, params: SamplingParams, vocab: lc.llama_vocab_p, window: int, history: Iterable[int] = ()
+    ) -> None:
+        """`history`: the prompt's token ids, shown to the repetition penalty only (never to the grammar, which
+        constrains the output alone)."""
         self._chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if params.grammar is not None:
+            grammar = lc.llama_sampler_init_grammar(vocab, params.grammar.encode(), b"root")
+            if not grammar:
+                self.close()
+                raise ConfigError("the grammar does not parse (llama.cpp GBNF, with a `root` rule); see --verbose")
+            self._add(_ban(vocab, _tokens_with_inner_nul(vocab)))
+            self._add(grammar)
         penalized = params.repetition_penalty != 1 or params.frequency_penalty or params.presence_penalty
         if penalized:
-            self._add(lc.llama_sampler_init_penalties(
+            n_vocab = lc.llama_vocab_n_tokens(vocab)
+            penalties = lc.llama_sampler_init_penalties(
                 n_vocab, window, params.repetition_penalty, params.frequency_penalty, params.presence_penalty
-            ))  # fmt: skip
+            )
+            for token in history:
+                lc.llama_sampler_accept(penalties, token)
+            self._add(penalties)
         if params.temperature == 0:
             self._add(lc.llama_sampler_init_greedy())
         else:
@@ -64,13 +111,9 @@ class Sampler:
             self._add(lc.llama_sampler_init_min_p(params.min_p, 1))
             seed = params.seed if params.seed is not None else lc.LLAMA_DEFAULT_SEED
             self._add(lc.llama_sampler_init_dist(seed))
-        self.n_vocab = n_vocab
 
     def _add(self, sampler: lc.llama_sampler_p) -> None:
         lc.llama_sampler_chain_add(self._chain, sampler)
-
-    def accept(self, token: int) -> None:
-        lc.llama_sampler_accept(self._chain, token)
 
     def sample(self, ctx: lc.llama_context_p) -> int:
         return int(lc.llama_sampler_sample(self._chain, ctx, -1))

@@ -1,0 +1,61 @@
+"""Generation -> detokenization -> parsing for real: llama.cpp grammars force the tiny model to emit a given tool
+call or box array, and chat(tools=...) / detect() must return exactly the expected typed calls / pixel boxes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import lfm_edge.model as api
+from lfm_edge.errors import ConfigError
+from lfm_edge.generation import GenerationOptions
+from lfm_edge.native.sampling import SamplingParams
+
+IMAGES = Path(__file__).parent / "images"
+PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}
+TOOLS = [{"name": "get_weather", "description": "Weather of a city.", "parameters": PARAMETERS}]
+
+
+def _forced(grammar: str) -> GenerationOptions:
+    return GenerationOptions(max_tokens=64, sampling=SamplingParams(temperature=0.7, seed=3, grammar=grammar))
+
+
+@pytest.fixture(scope="module")
+def model(converted: Callable[..., tuple[Path, Path]]) -> Iterator[api.Model]:
+    text, _ = converted("official-2.5", "f16")
+    with api.load(text, n_ctx=4096, n_threads=2) as loaded:
+        yield loaded
+
+
+def test_chat_returns_the_forced_pythonic_tool_call(model: api.Model) -> None:
+    # <[10]> / <[11]>: the <|tool_call_start|> / <|tool_call_end|> token ids
+    grammar = 'root ::= "Checking." <[10]> "[get_weather(city=\\"Paris\\", days=3)]" <[11]>'
+    chat = model.chat(tools=TOOLS, options=_forced(grammar))
+    pieces = list(stream := chat.stream("Weather in Paris for 3 days?"))
+    assert "".join(pieces) == "Checking."  # the call never reaches the streamed text
+    assert stream.completion is not None
+    calls = stream.completion.message.tool_calls
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Paris", "days": 3})]
+    assert calls[0].to_openai()["function"]["arguments"] == '{"city": "Paris", "days": 3}'
+
+
+def test_chat_returns_the_forced_json_tool_call(model: api.Model) -> None:
+    grammar = 'root ::= <[10]> "[{\\"name\\": \\"get_weather\\", \\"arguments\\": {\\"city\\": \\"Oslo\\"}}]" <[11]>'
+    reply = model.chat(system="Output function calls as JSON.", tools=TOOLS, options=_forced(grammar)).send("Oslo?")
+    assert [(c.name, c.arguments) for c in reply.message.tool_calls] == [("get_weather", {"city": "Oslo"})]
+
+
+def test_detect_maps_the_forced_boxes_to_original_pixels(model: api.Model) -> None:
+    answer = '[{\\"label\\": \\"statue\\", \\"bbox\\": [0.25, 0.5, 0.75, 1.0]}]'
+    detection = model.detect(IMAGES / "photo_1024x768.jpg", "statue", _forced(f'root ::= "{answer}"'))
+    assert not detection.errors
+    box = detection.boxes[0]
+    assert (box.label, box.x1, box.y1, box.x2, box.y2) == ("statue", 256.0, 384.0, 768.0, 768.0)
+
+
+def test_a_broken_grammar_is_a_config_error_and_the_model_still_works(model: api.Model) -> None:
+    with pytest.raises(ConfigError, match="grammar"):
+        model.generate("Hi", options=_forced("root ::= ("))
+    assert model.generate("Hi", options=GenerationOptions(max_tokens=3)).completion_tokens == 3
