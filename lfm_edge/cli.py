@@ -12,6 +12,7 @@ import click
 from lfm_edge import __version__
 from lfm_edge.cli_errors import friendly_errors as _friendly_errors
 from lfm_edge.cli_model import caption, chat, info, run
+from lfm_edge.cli_skills import detect, tools
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,7 +80,7 @@ def doctor() -> None:
     click.echo(report())
 
 
-for _command in (run, chat, caption, info):
+for _command in (run, chat, caption, info, tools, detect):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -72,3 +72,31 @@ def test_errors_are_one_line_with_non_zero_exit(text_model: str, args: list[str]
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_tools_prints_the_reply_as_json(text_model: str, tmp_path: Path) -> None:
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]))
+    result = CliRunner().invoke(main, ["-q", "tools", text_model, "Weather?", "--tools", str(tools), *FAST])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"content", "tool_calls", "reasoning", "errors", "finish_reason"}
+    tools.write_text("{not json")
+    bad = CliRunner().invoke(main, ["tools", text_model, "x", "--tools", str(tools)])
+    assert bad.exit_code == 1 and "not a JSON file of tools" in bad.output
+
+
+def test_detect_json_and_drawing(text_model: str, tmp_path: Path) -> None:
+    image = str(Path(__file__).parent / "images" / "photo_336x240.png")
+    out = tmp_path / "boxes.png"
+    result = CliRunner().invoke(main, ["-q", "detect", text_model, image, "cat", "--json", "--draw", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert set(record) == {"boxes", "errors", "raw"} and out.is_file()
+
+
+def test_caption_jsonl(text_model: str) -> None:
+    images = [str(Path(__file__).parent / "images" / name) for name in ("photo_336x240.png", "photo_1024x768.jpg")]
+    result = CliRunner().invoke(main, ["-q", "caption", text_model, *images, "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["image"] for line in lines] == images and all(line["usage"]["completion_tokens"] for line in lines)
