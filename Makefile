@@ -11,7 +11,7 @@ LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_PYTHON)
 DEMO_DIR := build/demo
 
-.PHONY: venv venv-gpu demo test test-slow check lint format reference goldens clean bench-convert
+.PHONY: venv venv-gpu demo test test-slow check lint format reference goldens clean bench-convert quantize
 
 venv: $(VENV)/.installed
 
@@ -45,6 +45,16 @@ demo: venv
 	@echo "==> 4/4 describing $(DEMO_IMAGE) (timings on the last line)"
 	$(VENV)/bin/lfm-edge run $(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf "Describe this image." --image $(DEMO_IMAGE) \
 		--max-tokens 24 --seed 0
+
+# A checkpoint (folder or HF repo id) -> the official GGUF repo's set of files in $(QUANT_DIR), with manifest.json,
+# README.md and report.md (KL/top-1/perplexity against F16). make quantize MODEL=path-or-repo [TYPES=Q4_0,Q8_0]
+TYPES ?= Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0
+MMPROJ_TYPES ?= Q8_0,F16
+QUANT_DIR ?= build/quantized
+quantize: venv
+	@test -n "$(MODEL)" || (echo "usage: make quantize MODEL=path-or-repo [TYPES=...] [QUANT_DIR=...]" >&2; exit 2)
+	$(VENV)/bin/lfm-edge quantize "$(MODEL)" --types "$(TYPES)" --mmproj-types "$(MMPROJ_TYPES)" \
+		--outdir "$(QUANT_DIR)" $(if $(FORCE),--force)
 
 test: venv
 	$(PY) -m pytest
@@ -98,3 +108,14 @@ bench-convert: venv
 .PHONY: bench-preprocess
 bench-preprocess: venv
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_preprocess --out build/bench/preprocess.json
+
+# 100,000 generated inputs through each output parser (seeded; plus a coverage-guided atheris pass when atheris is
+# installed): no exception but the documented ParseError. Counts and time in build/bench/fuzz.json; exit 1 on failure.
+.PHONY: fuzz-parsers
+fuzz-parsers: venv
+	$(PY) -m benchmarks.fuzz_parsers --out build/bench/fuzz.json
+
+# Follow-up TTFT on the same image vs the first turn (full-size synthetic model, F16).
+.PHONY: bench-followup
+bench-followup: venv
+	$(PY) -m benchmarks.bench_followup
