@@ -105,3 +105,39 @@ def test_mismatched_mmproj_is_refused() -> None:
         check_pair({"general.architecture": "llama"}, mmproj, 1024, files)
     with pytest.raises(ModelError, match="not an LFM2-VL mmproj"):
         check_pair(text, {**mmproj, "clip.projector_type": "mlp"}, 1024, files)
+
+
+def test_every_image_input_kind_gives_the_same_prompt(model: api.Model) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from lfm_edge.engine import _units
+    from lfm_edge.prompt import RenderOptions
+
+    path = Path(__file__).parent / "images" / "photo_336x240.png"
+    pil = Image.open(path)
+    sources = [path, str(path), path.read_bytes(), io.BytesIO(path.read_bytes()), pil, np.asarray(pil.convert("RGB"))]
+    prompts = []
+    for source in sources:
+        messages = [{"role": "user", "content": [{"type": "image", "image": source}, {"type": "text", "text": "Hi"}]}]
+        prompts.append(_units(model.prompts.build(messages, RenderOptions(), model.settings)))
+    assert all(prompt == prompts[0] for prompt in prompts)
+
+
+def test_bad_image_is_an_image_error_and_the_model_still_works(model: api.Model) -> None:
+    from lfm_edge.errors import ImageError
+
+    with pytest.raises(ImageError):
+        model.generate("What is this?", images=[b"not an image at all"], options=GREEDY)
+    assert model.generate("Hello", options=GREEDY).completion_tokens == 12
+
+
+def test_image_knobs_change_the_prompt_and_are_validated(model: api.Model) -> None:
+    image = Path(__file__).parent / "images" / "photo_1024x768.jpg"
+    small = model.generate("Hi", images=[image], options=GREEDY, max_image_tokens=64, do_image_splitting=False)
+    large = model.generate("Hi", images=[image], options=GREEDY)
+    assert small.prompt_tokens < large.prompt_tokens
+    with pytest.raises(ConfigError, match="min_image_tokens"):
+        model.generate("Hi", images=[image], options=GREEDY, min_image_tokens=512)
