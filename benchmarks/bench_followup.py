@@ -46,6 +46,7 @@ def main() -> int:
         first_options = GenerationOptions(len(reply_ids) + 1, sampling=SamplingParams(temperature=0, grammar=forced))
         for _ in range(3):
             model.prompts._embeddings.clear()  # each run encodes the image anew, as a first turn does
+            model.engine.reset()
             chat = model.chat(options=GenerationOptions(max_tokens=16, sampling=SamplingParams(temperature=0)))
             first = chat.send("What is in this image?", images=[image], options=first_options)
             second = chat.send("What colour is it?")
@@ -55,7 +56,6 @@ def main() -> int:
                 "followup_reused": second.timings.reused_tokens,
                 "ratio": second.timings.ttft_s / first.timings.ttft_s,
             })  # fmt: skip
-            model.engine.reset()
     report = {"model": text.name, "image": "512x385", "runs": runs,
               "median_ratio": float(np.median([r["ratio"] for r in runs]))}  # fmt: skip
     BENCH.mkdir(parents=True, exist_ok=True)

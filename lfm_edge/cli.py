@@ -73,6 +73,37 @@ def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool) ->
 
 
 @main.command()
+@click.argument("model")
+@click.option("--types", default="Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0", show_default=True, help="Text model types.")
+@click.option("--mmproj-types", default="Q8_0,F16", show_default=True, help="mmproj types (F32, F16, BF16, Q8_0).")
+@click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
+@click.option("--imatrix", type=click.Path(dir_okay=False, path_type=Path), help="GGUF importance matrix (IQ types).")
+@click.option("--threads", type=int, default=None, help="Quantizer and report threads (default: all cores).")
+@click.option("--report/--no-report", default=True, show_default=True, help="Measure each type against F16.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@_friendly_errors
+def quantize(model: str, **kw: object) -> None:
+    """Quantize an LFM2(.5)-VL checkpoint (folder or Hugging Face repo id): <Model>-<TYPE>.gguf per text type,
+    mmproj-<Model>-<TYPE>.gguf per mmproj type, manifest.json, README.md and a quality report (report.md)."""
+    from convert.quantize import QuantizeOptions, quantize_checkpoint
+    from convert.quantize.report import format_table
+
+    options = QuantizeOptions(
+        outdir=Path(str(kw["outdir"])),
+        types=tuple(str(kw["types"]).split(",")),
+        mmproj_types=tuple(str(kw["mmproj_types"]).split(",")),
+        force=bool(kw["force"]),
+        n_threads=kw["threads"] if isinstance(kw["threads"], int) else None,
+        imatrix=Path(str(kw["imatrix"])) if kw["imatrix"] else None,
+        report=bool(kw["report"]),
+    )
+    result = quantize_checkpoint(model, options)
+    if result.report is not None:
+        click.echo(format_table(result.report))
+    click.echo("\n".join(str(options.outdir / f.name) for f in result.files))
+
+
+@main.command()
 def doctor() -> None:
     """Report the Python, llama-cpp-python build and the offload backends it was compiled with."""
     from lfm_edge.doctor import report

@@ -438,3 +438,12 @@ def test_template_round_trip(calls: list[tuple[str, dict[str, Any]]]) -> None:
     parsed = parse_assistant_output(rendered)
     assert parsed.errors == ()
     assert [(call.name, call.arguments) for call in parsed.tool_calls] == calls
+
+
+def test_raw_template_string_repairs_lone_surrogates() -> None:
+    # Found by `make fuzz-parsers`: the raw (template) reading of a top-level string kept lone surrogates, which
+    # to_openai() then could not send as UTF-8. Strict strings already replaced them with U+FFFD.
+    name, arguments = only_call(wrap('[f(text="a\ud873"b", n=1)]'))
+    assert (name, arguments) == ("f", {"text": 'a\ufffd"b', "n": 1})
+    call = parse_assistant_output(wrap('[f(text="a\ud873"b")]')).tool_calls[0]
+    json.dumps(call.to_openai(), ensure_ascii=False).encode("utf-8")

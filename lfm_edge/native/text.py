@@ -141,6 +141,28 @@ class TextModel:
             finally:
                 lc.llama_batch_free(batch)
 
+    def decode_tokens_all_logits(self, tokens: list[int], start: int) -> np.ndarray:
+        """Evaluates tokens at positions start, ... and returns the logits of every one of them, shape
+        (len(tokens), n_vocab): row i is the next-token distribution after tokens[i] (teacher forcing)."""
+        self._check_room(start, len(tokens))
+        rows = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
+        for offset in range(0, len(tokens), self.options.n_batch):
+            chunk = tokens[offset : offset + self.options.n_batch]
+            batch = lc.llama_batch_init(len(chunk), 0, 1)
+            try:
+                for i, token in enumerate(chunk):
+                    batch.token[i] = token
+                    self._fill_slot(batch, i, start + offset + i)
+                    batch.logits[i] = 1
+                batch.n_tokens = len(chunk)
+                self._decode(batch)
+            finally:
+                lc.llama_batch_free(batch)
+            for i in range(len(chunk)):
+                pointer = lc.llama_get_logits_ith(self.ctx, i)
+                rows[offset + i] = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        return rows
+
     def decode_embeddings(self, embeddings: np.ndarray, start: int, *, logits_for_last: bool = False) -> None:
         """Evaluates rows of input embeddings (image features) at positions start, start+1, ..."""
         rows = np.ascontiguousarray(embeddings, dtype=np.float32)

@@ -148,7 +148,7 @@ class LiteralReader:
             char = self.peek()
             if char == quote:
                 self.pos += 1
-                return _repair_surrogates("".join(pieces))
+                return repair_surrogates("".join(pieces))
             if not char:
                 self.pos = start
                 self.fail("unterminated string")
@@ -255,7 +255,7 @@ class LiteralReader:
         return items
 
 
-def _repair_surrogates(text: str) -> str:
+def repair_surrogates(text: str) -> str:
     r"""Join JSON surrogate pairs ("\ud83c\udf38") into one character; a lone surrogate becomes U+FFFD.
 
     Why: the arguments are later serialized as UTF-8, which cannot encode a lone surrogate.

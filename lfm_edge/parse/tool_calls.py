@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from lfm_edge.errors import ParseError
-from lfm_edge.parse.literals import DEFAULT_LITERAL_LIMITS, QUOTES, LiteralLimits, LiteralReader, parse_literal
+from lfm_edge.parse.literals import (
+    DEFAULT_LITERAL_LIMITS,
+    QUOTES,
+    LiteralLimits,
+    LiteralReader,
+    parse_literal,
+    repair_surrogates,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +245,7 @@ def _read_argument_value(reader: LiteralReader) -> Any:
     while candidate >= 0:
         if _RAW_STRING_FOLLOWER.match(reader.text, candidate + 1):
             reader.pos = candidate + 1
-            return reader.text[start + 1 : candidate]
+            return repair_surrogates(reader.text[start + 1 : candidate])
         candidate = reader.text.find(quote, candidate + 1)
     reader.pos = start
     return reader.read_string()  # the strict reading; the grammar then reports what follows it
