@@ -119,3 +119,9 @@ fuzz-parsers: venv
 .PHONY: bench-followup
 bench-followup: venv
 	$(PY) -m benchmarks.bench_followup
+
+# About 1 MB hostile inputs (deep nesting, quote runs, CVE-2025-48887 regex-DoS shapes, huge JSON arrays) through each
+# output parser: seconds per input and an under_1s flag in build/bench/parse.json; exit 1 if a call took >= 1 s.
+.PHONY: bench-parse
+bench-parse: venv
+	$(PY) -m benchmarks.bench_parse --out build/bench/parse.json
