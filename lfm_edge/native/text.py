@@ -10,9 +10,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from llama_cpp import llama_cpp as lc
@@ -22,6 +23,17 @@ from lfm_edge.native.logs import route_native_logs
 
 log = logging.getLogger(__name__)
 _SEQ = 0
+
+
+Logits = Literal["none", "last", "all"]
+
+
+@dataclass(frozen=True)
+class _Batches:
+    count: int
+    start: int
+    embd_width: int  # 0: token ids
+    logits: Logits
 
 
 @dataclass(frozen=True)
@@ -126,41 +138,23 @@ class TextModel:
 
     def decode_tokens(self, tokens: list[int], start: int, *, logits_for_last: bool = True) -> None:
         """Evaluates tokens at positions start, start+1, ... (batches of n_batch)."""
-        self._check_room(start, len(tokens))
-        for offset in range(0, len(tokens), self.options.n_batch):
-            chunk = tokens[offset : offset + self.options.n_batch]
-            batch = lc.llama_batch_init(len(chunk), 0, 1)
-            try:
-                for i, token in enumerate(chunk):
-                    batch.token[i] = token
-                    self._fill_slot(batch, i, start + offset + i)
-                last = logits_for_last and offset + len(chunk) == len(tokens)
-                batch.logits[len(chunk) - 1] = 1 if last else 0
-                batch.n_tokens = len(chunk)
-                self._decode(batch)
-            finally:
-                lc.llama_batch_free(batch)
+
+        def load(batch: lc.llama_batch, offset: int, size: int) -> None:
+            for i in range(size):
+                batch.token[i] = tokens[offset + i]
+
+        self._decode_in_batches(_Batches(len(tokens), start, 0, "last" if logits_for_last else "none"), load)
 
     def decode_tokens_all_logits(self, tokens: list[int], start: int) -> np.ndarray:
         """Evaluates tokens at positions start, ... and returns the logits of every one of them, shape
         (len(tokens), n_vocab): row i is the next-token distribution after tokens[i] (teacher forcing)."""
-        self._check_room(start, len(tokens))
-        rows = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
-        for offset in range(0, len(tokens), self.options.n_batch):
-            chunk = tokens[offset : offset + self.options.n_batch]
-            batch = lc.llama_batch_init(len(chunk), 0, 1)
-            try:
-                for i, token in enumerate(chunk):
-                    batch.token[i] = token
-                    self._fill_slot(batch, i, start + offset + i)
-                    batch.logits[i] = 1
-                batch.n_tokens = len(chunk)
-                self._decode(batch)
-            finally:
-                lc.llama_batch_free(batch)
-            for i in range(len(chunk)):
-                pointer = lc.llama_get_logits_ith(self.ctx, i)
-                rows[offset + i] = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+        def load(batch: lc.llama_batch, offset: int, size: int) -> None:
+            for i in range(size):
+                batch.token[i] = tokens[offset + i]
+
+        rows = self._decode_in_batches(_Batches(len(tokens), start, 0, "all"), load)
+        assert rows is not None
         return rows
 
     def decode_embeddings(self, embeddings: np.ndarray, start: int, *, logits_for_last: bool = False) -> None:
@@ -168,20 +162,37 @@ class TextModel:
         rows = np.ascontiguousarray(embeddings, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] != self.n_embd:
             raise ModelError(f"image embeddings of width {rows.shape[-1]} do not fit this model (n_embd {self.n_embd})")
-        self._check_room(start, len(rows))
-        for offset in range(0, len(rows), self.options.n_batch):
-            chunk = rows[offset : offset + self.options.n_batch]
-            batch = lc.llama_batch_init(len(chunk), self.n_embd, 1)
+
+        def load(batch: lc.llama_batch, offset: int, size: int) -> None:
+            chunk = rows[offset : offset + size]
+            ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
+
+        want: Logits = "last" if logits_for_last else "none"
+        self._decode_in_batches(_Batches(len(rows), start, self.n_embd, want), load)
+
+    def _decode_in_batches(self, plan: _Batches, load: Callable[[lc.llama_batch, int, int], None]) -> np.ndarray | None:
+        """Decodes plan.count positions from plan.start in batches of n_batch; `load` fills each batch's tokens or
+        embeddings. Returns every position's logits when plan.logits == "all"."""
+        self._check_room(plan.start, plan.count)
+        rows = np.empty((plan.count, self.n_vocab), dtype=np.float32) if plan.logits == "all" else None
+        for offset in range(0, plan.count, self.options.n_batch):
+            size = min(self.options.n_batch, plan.count - offset)
+            batch = lc.llama_batch_init(size, plan.embd_width, 1)
             try:
-                ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
-                for i in range(len(chunk)):
-                    self._fill_slot(batch, i, start + offset + i)
-                last = logits_for_last and offset + len(chunk) == len(rows)
-                batch.logits[len(chunk) - 1] = 1 if last else 0
-                batch.n_tokens = len(chunk)
+                load(batch, offset, size)
+                for i in range(size):
+                    self._fill_slot(batch, i, plan.start + offset + i)
+                    batch.logits[i] = plan.logits == "all"
+                if plan.logits == "last" and offset + size == plan.count:
+                    batch.logits[size - 1] = 1
+                batch.n_tokens = size
                 self._decode(batch)
             finally:
                 lc.llama_batch_free(batch)
+            for i in range(size if rows is not None else 0):
+                pointer = lc.llama_get_logits_ith(self.ctx, i)
+                rows[offset + i] = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))  # type: ignore[index]
+        return rows
 
     @staticmethod
     def _fill_slot(batch: lc.llama_batch, index: int, position: int) -> None:
@@ -189,7 +200,6 @@ class TextModel:
         slots.pos[index] = position
         slots.n_seq_id[index] = 1
         slots.seq_id[index][0] = _SEQ
-        slots.logits[index] = 0
 
     def _check_room(self, start: int, count: int) -> None:
         if start + count > self.n_ctx:
