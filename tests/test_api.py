@@ -141,3 +141,15 @@ def test_image_knobs_change_the_prompt_and_are_validated(model: api.Model) -> No
     assert small.prompt_tokens < large.prompt_tokens
     with pytest.raises(ConfigError, match="min_image_tokens"):
         model.generate("Hi", images=[image], options=GREEDY, min_image_tokens=512)
+
+
+def test_generation_stops_cleanly_when_the_context_is_full(converted: Converted) -> None:
+    text, _ = converted("official-2.5", "f16")
+    with api.load(text, n_ctx=64, n_threads=2) as small:
+        prompt_tokens = small.generate("Hi", options=GenerationOptions(max_tokens=1)).prompt_tokens
+        result = small.generate("Hi", options=GenerationOptions(max_tokens=500, sampling=SamplingParams(temperature=0)))
+        assert result.finish_reason == "length"
+        n_ctx = small.text.n_ctx  # llama.cpp rounds the context up (to 256 here)
+        # every position is used, the last sampled token is returned but cannot be evaluated
+        assert prompt_tokens + result.completion_tokens == n_ctx + 1
+        assert small.generate("Hi", options=GREEDY).completion_tokens == 12
