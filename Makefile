@@ -11,7 +11,7 @@ LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_PYTHON)
 DEMO_DIR := build/demo
 
-.PHONY: venv venv-gpu demo test test-slow check lint format reference goldens clean bench-convert quantize
+.PHONY: venv venv-gpu demo test test-slow check lint format reference goldens clean bench-convert quantize bench
 
 venv: $(VENV)/.installed
 
@@ -125,3 +125,13 @@ bench-followup: venv
 .PHONY: bench-parse
 bench-parse: venv
 	$(PY) -m benchmarks.bench_parse --out build/bench/parse.json
+
+# `lfm-edge bench` on the full-size synthetic model converted to F16 (bench-convert's output, converted here when
+# missing): load time, pp512, tg128, image encode, TTFT and follow-up TTFT, peak RSS and the decode bandwidth bound.
+# A table on the terminal and build/bench/results.json. make bench [REPEAT=3] [THREADS=N]
+BENCH_TEXT := build/bench/convert-out/ours/full-official-2.5-f16.gguf
+REPEAT ?= 3
+bench: venv
+	test -f $(BENCH_TEXT) || $(PY) -c 'from benchmarks.bench_convert import run; run("f16", with_llama_cpp=False)'
+	$(VENV)/bin/lfm-edge bench $(BENCH_TEXT) --repeat $(REPEAT) $(if $(THREADS),--threads $(THREADS)) \
+		--out build/bench/results.json

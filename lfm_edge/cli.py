@@ -3,9 +3,11 @@ LfmEdgeError becomes a one-line `error: ...` on stderr and exit status 1, never 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -109,6 +111,33 @@ def doctor() -> None:
     from lfm_edge.doctor import report
 
     click.echo(report())
+
+
+@main.command()
+@click.argument("model")
+@click.option("--image", type=click.Path(path_type=Path), help="Image of the TTFT figures (default: random 512x385).")
+@click.option("--mmproj", type=click.Path(dir_okay=False, path_type=Path), help="mmproj GGUF (default: beside MODEL).")
+@click.option("--repeat", default=3, show_default=True, type=click.IntRange(1, 100), help="Repetitions per figure.")
+@click.option("--threads", default=None, type=click.IntRange(1, 512), help="CPU threads (default: up to 8).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+@click.option("--quick", is_flag=True, help="pp64, tg16, one repetition: a smoke test, not a measurement.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report to this file.")
+@_friendly_errors
+def bench(model: str, image: Path | None, mmproj: Path | None, out: Path | None, as_json: bool, **kw: Any) -> None:
+    """Measure load time, pp512 / tg128 tok/s, image encoding, TTFT (first turn and follow-up), peak RSS and the
+    decode memory-bandwidth bound of MODEL on this machine (min / median / max of --repeat runs)."""
+    from lfm_edge.bench import BenchOptions, format_table, run_bench
+
+    options = BenchOptions(image=image, repeat=kw["repeat"], threads=kw["threads"], quick=kw["quick"], mmproj=mmproj)
+    report = run_bench(model, options)
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from exc
+    click.echo(text if as_json else format_table(report))
 
 
 for _command in (run, chat, caption, info, tools, detect):

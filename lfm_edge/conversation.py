@@ -95,6 +95,11 @@ class PromptBuilder:
         self._embeddings: OrderedDict[str, np.ndarray] = OrderedDict()
         self._prepared: OrderedDict[tuple[Any, ...], PreparedImage] = OrderedDict()
 
+    def clear_caches(self) -> None:
+        """Forgets preprocessed images and crop embeddings: the next image is preprocessed and encoded anew."""
+        self._embeddings.clear()
+        self._prepared.clear()
+
     def _prepare(self, image: Any, settings: ProcessorSettings) -> PreparedImage:
         # A chat re-renders its whole history each turn: an image file is preprocessed once, not once per turn.
         key = _file_key(image, settings)

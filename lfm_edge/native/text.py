@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ class ContextOptions:
     parity: bool = False
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
@@ -76,13 +77,14 @@ class TextModel:
             raise ModelError(f"llama.cpp could not create a context of {self.options.n_ctx} tokens for {path}")
         self.n_ctx = int(lc.llama_n_ctx(self.ctx))
         self.memory = lc.llama_get_memory(self.ctx)
+        self.decode_seconds = 0.0  # time spent inside llama_decode so far (benchmarks read differences of it)
 
     def _context_params(self) -> lc.llama_context_params:
         params: lc.llama_context_params = lc.llama_context_default_params()
         params.n_ctx = self.options.n_ctx
         params.n_batch = self.options.n_batch
         params.n_ubatch = self.options.n_batch
-        threads = self.options.n_threads or _default_threads()
+        threads = self.options.n_threads or default_threads()
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         if self.options.flash_attention is not None:
@@ -209,7 +211,9 @@ class TextModel:
             )
 
     def _decode(self, batch: lc.llama_batch) -> None:
+        started = time.perf_counter()
         status = lc.llama_decode(self.ctx, batch)
+        self.decode_seconds += time.perf_counter() - started
         if status != 0:
             raise ModelError(f"llama_decode failed with status {status}")
 
