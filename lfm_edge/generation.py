@@ -1,7 +1,8 @@
 """One generation: sample tokens from a prefilled engine, stream UTF-8-safe text, stop on strings, and measure.
 
-Timings follow the usual definitions: TTFT = prefill + first sampled token; prefill tok/s counts only the positions
-actually evaluated (a reused prefix costs nothing); decode tok/s over the tokens after the first.
+Timings follow the usual definitions: TTFT = building the prompt (images decoded, preprocessed and encoded) +
+prefill + the first sampled token; prefill tok/s counts only the positions actually evaluated (a reused prefix costs
+nothing); decode tok/s over the tokens after the first.
 """
 
 from __future__ import annotations
@@ -74,14 +75,20 @@ def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
-def run_generation(engine: Engine, items: Sequence[Item], options: GenerationOptions) -> TextStream:
+def run_generation(
+    engine: Engine, items: Sequence[Item], options: GenerationOptions, started: float | None = None
+) -> TextStream:
+    """`started`: when the request began (time.perf_counter()), so TTFT covers building the prompt too (image
+    decoding, preprocessing and encoding); default: now."""
     stream = TextStream(iter(()))
-    stream._pieces = _pieces(engine, items, options, stream)
+    stream._pieces = _pieces(engine, items, options, stream, started)
     return stream
 
 
-def _pieces(engine: Engine, items: Sequence[Item], options: GenerationOptions, stream: TextStream) -> Iterator[str]:
-    started = time.perf_counter()
+def _pieces(
+    engine: Engine, items: Sequence[Item], options: GenerationOptions, stream: TextStream, started: float | None
+) -> Iterator[str]:
+    started = time.perf_counter() if started is None else started
     prefill = engine.prefill(items)
     decoder, matcher = TokenTextDecoder(), StopMatcher(options.stop)
     tokens: list[int] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from lfm_edge.generation import Completion, GenerationOptions, TextStream, run_g
 from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.mmproj import check_pair, read_gguf_metadata
 from lfm_edge.native.sampling import SamplingParams
-from lfm_edge.native.text import ContextOptions, TextModel
+from lfm_edge.native.text import ContextOptions, TextModel, default_threads
 from lfm_edge.native.vision import VisionEncoder, VisionOptions
 from lfm_edge.parse import Detection, detection_prompt, parse_detections
 from lfm_edge.prompt import ChatTemplate, RenderOptions
@@ -71,7 +72,8 @@ class Model:
             check_pair(text_meta, mmproj_meta, self.text.n_embd, files)
             self.settings = ProcessorSettings.from_gguf_metadata(mmproj_meta) if mmproj_meta else ProcessorSettings()
             self.template = ChatTemplate(str(text_meta["tokenizer.chat_template"] or _fallback_template()))
-            vision_options = VisionOptions(n_threads=self.text.options.n_threads or 4, use_gpu=options.mmproj_on_gpu)
+            threads = self.text.options.n_threads or default_threads()
+            vision_options = VisionOptions(n_threads=threads, use_gpu=options.mmproj_on_gpu)
             self.vision = VisionEncoder(files.mmproj, self.text.model, vision_options) if files.mmproj else None
         except BaseException:
             self.text.close()
@@ -103,8 +105,9 @@ class Model:
         render: RenderOptions | None = None,
         settings: ProcessorSettings | None = None,
     ) -> TextStream:
+        started = time.perf_counter()
         items = self.prompts.build(messages, render or RenderOptions(), settings or self.settings)
-        return run_generation(self.engine, items, options or GenerationOptions())
+        return run_generation(self.engine, items, options or GenerationOptions(), started)
 
     def stream(self, prompt: str, images: Sequence[Any] = (), options: GenerationOptions | None = None,
                **knobs: Any) -> TextStream:  # fmt: skip
