@@ -45,7 +45,7 @@ def main() -> int:
         forced = "root ::= " + " ".join(f"<[{token}]>" for token in reply_ids)
         first_options = GenerationOptions(len(reply_ids) + 1, sampling=SamplingParams(temperature=0, grammar=forced))
         for _ in range(3):
-            model.prompts._embeddings.clear()  # each run encodes the image anew, as a first turn does
+            model.prompts.clear_caches()  # each run preprocesses and encodes the image anew, as a first turn does
             model.engine.reset()
             chat = model.chat(options=GenerationOptions(max_tokens=16, sampling=SamplingParams(temperature=0)))
             first = chat.send("What is in this image?", images=[image], options=first_options)
