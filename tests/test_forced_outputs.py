@@ -47,12 +47,23 @@ def test_chat_returns_the_forced_json_tool_call(model: api.Model) -> None:
     assert [(c.name, c.arguments) for c in reply.message.tool_calls] == [("get_weather", {"city": "Oslo"})]
 
 
-def test_detect_maps_the_forced_boxes_to_original_pixels(model: api.Model) -> None:
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("photo_1024x768.jpg", (256.0, 384.0, 768.0, 768.0)),  # tiled (3x2 + thumbnail)
+        ("photo_336x240.png", (84.0, 120.0, 252.0, 240.0)),  # a single crop
+        # stored 400x240 with EXIF orientation 6: the model sees (and boxes are in) the upright 240x400 image
+        ("exif_o6_400x240.jpg", (60.0, 200.0, 180.0, 400.0)),
+    ],
+)
+def test_detect_maps_the_forced_boxes_to_original_pixels(
+    model: api.Model, image: str, expected: tuple[float, ...]
+) -> None:
     answer = '[{\\"label\\": \\"statue\\", \\"bbox\\": [0.25, 0.5, 0.75, 1.0]}]'
-    detection = model.detect(IMAGES / "photo_1024x768.jpg", "statue", _forced(f'root ::= "{answer}"'))
+    detection = model.detect(IMAGES / image, "statue", _forced(f'root ::= "{answer}"'))
     assert not detection.errors
     box = detection.boxes[0]
-    assert (box.label, box.x1, box.y1, box.x2, box.y2) == ("statue", 256.0, 384.0, 768.0, 768.0)
+    assert (box.label, box.x1, box.y1, box.x2, box.y2) == ("statue", *expected)
 
 
 def test_a_broken_grammar_is_a_config_error_and_the_model_still_works(model: api.Model) -> None:
