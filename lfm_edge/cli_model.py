@@ -26,6 +26,8 @@ _MODEL_OPTIONS = [
     click.option("--n-ctx", default=4096, show_default=True, type=click.IntRange(64, 32768), help="Context size."),
     click.option("--threads", default=None, type=click.IntRange(1, 512), help="CPU threads (default: up to 8)."),
     click.option("--n-gpu-layers", default=0, show_default=True, type=int, help="Layers to offload (-1: all)."),
+    click.option("--mmproj-gpu", is_flag=True, help="Run the vision encoder on the GPU too."),
+    click.option("--flash-attn/--no-flash-attn", default=None, help="Force flash attention on/off (default: auto)."),
 ]
 _GENERATION_OPTIONS = [
     click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1)),
@@ -57,8 +59,16 @@ generation_options = _apply(_GENERATION_OPTIONS)
 def open_model(model: str, kw: dict[str, Any]) -> Any:
     from lfm_edge.model import LoadOptions, load
 
-    context = ContextOptions(n_ctx=kw["n_ctx"], n_threads=kw["threads"], n_gpu_layers=kw["n_gpu_layers"])
-    return load(model, LoadOptions(context=context, mmproj=kw["mmproj"], quant=kw["quant"]))
+    context = ContextOptions(
+        n_ctx=kw["n_ctx"],
+        n_threads=kw["threads"],
+        n_gpu_layers=kw["n_gpu_layers"],  # negative: all layers (llama.cpp)
+        flash_attention=kw.get("flash_attn"),
+    )
+    options = LoadOptions(
+        context=context, mmproj=kw["mmproj"], quant=kw["quant"], mmproj_on_gpu=kw.get("mmproj_gpu", False)
+    )
+    return load(model, options)
 
 
 def generation(kw: dict[str, Any]) -> GenerationOptions:
