@@ -29,7 +29,7 @@ DEMO_IMAGE := tests/images/photo_1024x768.jpg
 # GPU builds of llama-cpp-python into the same venv: make venv-gpu BACKEND=cuda|metal|vulkan (see README).
 CMAKE_ARGS_cuda := -DGGML_CUDA=on
 CMAKE_ARGS_metal := -DGGML_METAL=on
-CMAKE_ARGS_vulkan := -DGGML_VULKAN=on
+CMAKE_ARGS_vulkan := -DGGML_VULKAN=on $(if $(VULKAN_INCLUDE),-DVulkan_INCLUDE_DIR=$(VULKAN_INCLUDE))
 venv-gpu: venv
 	@test -n "$(CMAKE_ARGS_$(BACKEND))" || (echo "BACKEND must be cuda, metal or vulkan" >&2; exit 2)
 	CMAKE_ARGS="$(CMAKE_ARGS_$(BACKEND))" $(PY) -m pip install --force-reinstall --no-deps --no-cache-dir \
@@ -135,3 +135,8 @@ bench: venv
 	test -f $(BENCH_TEXT) || $(PY) -c 'from benchmarks.bench_convert import run; run("f16", with_llama_cpp=False)'
 	$(VENV)/bin/lfm-edge bench $(BENCH_TEXT) --repeat $(REPEAT) $(if $(THREADS),--threads $(THREADS)) \
 		--out build/bench/results.json
+
+# After `make venv-gpu BACKEND=...` and `make demo`: CPU and GPU give the same greedy tokens (build/bench/gpu_check.json).
+.PHONY: gpu-check
+gpu-check: venv
+	$(PY) -m benchmarks.gpu_check
