@@ -140,3 +140,15 @@ bench: venv
 .PHONY: gpu-check
 gpu-check: venv
 	$(PY) -m benchmarks.gpu_check
+
+# llama-bench and llama-mtmd-cli from the vendored llama.cpp (same commit, default flags: native CPU features), then
+# pp512 / tg128 / image-slice encode beside ours, same run (build/bench/reference.json). Needs `make bench-convert`.
+REF_BUILD := build/llama-ref
+.PHONY: bench-reference
+bench-reference: venv $(LLAMA_SRC)/.unpacked
+	mkdir -p $(REF_BUILD)
+	cmake -S $(LLAMA_SRC)/vendor/llama.cpp -B $(REF_BUILD) -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > /dev/null
+	cmake --build $(REF_BUILD) --target llama-bench llama-mtmd-cli -j 2 > /dev/null
+	test -f build/bench/convert-out/ours/full-official-2.5-f16.gguf || $(MAKE) bench-convert
+	$(PY) -m benchmarks.bench_reference
