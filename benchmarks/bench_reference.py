@@ -2,7 +2,7 @@
 tree vendored in the pinned llama-cpp-python sdist: same commit, same default flags), same machine, same run.
 
 Figures: pp512 and tg128 tok/s (llama-bench vs `lfm-edge bench`), and the encode time of one 512x512 image slice
-(llama-mtmd-cli's "slice encoded in" log vs our per-tile encode). Writes build/bench/reference.json.
+(llama-mtmd-cli's "encoding done in" log for the single 512x512 slice vs our per-tile encode). Writes build/bench/reference.json.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def _mtmd_slice_ms(image: Path, repeat: int) -> float:
     for _ in range(repeat):
         command = [str(BIN / "llama-mtmd-cli"), "-m", str(TEXT), "--mmproj", str(MMPROJ), "--image", str(image),
                    "-p", "Describe.", "-n", "1", "-t", THREADS, "--temp", "0"]  # fmt: skip
-        log = subprocess.run(command, check=True, capture_output=True, text=True)
-        found = re.findall(r"slice encoded in (\d+) ms", log.stdout + log.stderr)
+        log = subprocess.run(command, check=True, capture_output=True, text=True, errors="replace")
+        found = re.findall(r"(?:slice encoded|batch encoding done) in (\d+) ms", log.stdout + log.stderr)
         times.extend(float(value) for value in found)
     if not times:
         raise SystemExit("llama-mtmd-cli printed no 'slice encoded in' timing")

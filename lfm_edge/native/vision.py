@@ -28,7 +28,7 @@ _NO_RESIZE_MAX_TOKENS = 4096
 class VisionOptions:
     n_threads: int = 4
     use_gpu: bool = False
-    flash_attention: bool = False
+    flash_attention: bool | None = None  # None: mtmd's default (auto; on for CPU), as llama-mtmd-cli
 
 
 class VisionEncoder:
@@ -42,7 +42,8 @@ class VisionEncoder:
         params.n_threads = options.n_threads
         params.print_timings = False
         params.warmup = False
-        params.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attention else 0
+        if options.flash_attention is not None:
+            params.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attention else 0
         params.image_min_tokens = _NO_RESIZE_MIN_TOKENS
         params.image_max_tokens = _NO_RESIZE_MAX_TOKENS
         self._n_embd = int(lc.llama_model_n_embd(text_model))
