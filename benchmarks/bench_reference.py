@@ -2,7 +2,8 @@
 tree vendored in the pinned llama-cpp-python sdist: same commit, same default flags), same machine, same run.
 
 Figures: pp512 and tg128 tok/s (llama-bench vs `lfm-edge bench`), and the encode time of one 512x512 image slice
-(llama-mtmd-cli's "encoding done in" log for the single 512x512 slice vs our per-tile encode). Writes build/bench/reference.json.
+(llama-mtmd-cli's "encoding done in" log for the single 512x512 slice vs our per-tile encode).
+Writes build/bench/reference.json.
 """
 
 from __future__ import annotations
