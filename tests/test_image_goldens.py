@@ -23,6 +23,7 @@ from lfm_edge.image import ProcessorSettings, load_image, patchify, pixel_batch,
 from lfm_edge.image.layout import ImageLayout
 from lfm_edge.image.resize import resize_many
 from lfm_edge.image.tokens import image_token_ids, image_token_text
+from tests.reference.common import rle_ids
 
 HERE = Path(__file__).parent
 GOLDENS = HERE / "goldens" / "image"
@@ -81,16 +82,6 @@ def _settings(variant: str) -> ProcessorSettings:
     return ProcessorSettings.from_processor_config(_variant(variant)["image_processor"])
 
 
-def _rle(ids: list[int]) -> list[list[int]]:
-    runs: list[list[int]] = []
-    for token in ids:
-        if runs and runs[-1][0] == token:
-            runs[-1][1] += 1
-        else:
-            runs.append([token, 1])
-    return runs
-
-
 def _check_tokens(record: dict[str, Any], layout: ImageLayout, settings: ProcessorSettings) -> None:
     text = image_token_text(layout, settings.use_image_special_tokens)
     assert _sha256((text + PROMPT_SUFFIX).encode()) == record["prompt"]["sha256"]
@@ -102,7 +93,7 @@ def _check_tokens(record: dict[str, Any], layout: ImageLayout, settings: Process
         with pytest.raises(ConfigError, match="no token id"):
             image_token_ids(layout, settings.use_image_special_tokens)
         return
-    ours = _rle(image_token_ids(layout, settings.use_image_special_tokens))
+    ours = rle_ids(image_token_ids(layout, settings.use_image_special_tokens))
     assert record["input_ids"]["rle"][: len(ours)] == ours
 
 

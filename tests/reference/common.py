@@ -47,3 +47,14 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_array(array: np.ndarray) -> str:
     """Hash of the C-contiguous bytes of an array (dtype and shape are recorded separately)."""
     return sha256_bytes(np.ascontiguousarray(array).tobytes())
+
+
+def rle_ids(ids: list[int]) -> list[list[int]]:
+    """Run-length encoding of token ids: [[id, count], ...] (how the image goldens store long <image> runs)."""
+    runs: list[list[int]] = []
+    for token in ids:
+        if runs and runs[-1][0] == token:
+            runs[-1][1] += 1
+        else:
+            runs.append([token, 1])
+    return runs

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers.models.lfm2_vl.image_processing_lfm2_vl import convert_image_to_patches
 
-from tests.reference.common import sha256_array, sha256_bytes
+from tests.reference.common import rle_ids, sha256_array, sha256_bytes
 
 _PIECE = re.compile(r"(<image>|<\|[^|<>]*\|>)")
 
@@ -34,16 +34,6 @@ def rle_text(text: str) -> list[list[Any]]:
         else:
             runs.append([piece, 1])
     assert "".join(p * n for p, n in runs) == text
-    return runs
-
-
-def rle_ids(ids: list[int]) -> list[list[int]]:
-    runs: list[list[int]] = []
-    for token in ids:
-        if runs and runs[-1][0] == token:
-            runs[-1][1] += 1
-        else:
-            runs.append([token, 1])
     return runs
 
 
