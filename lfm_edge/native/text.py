@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 from llama_cpp import llama_cpp as lc
 
 from lfm_edge.errors import ModelError, PromptError
+from lfm_edge.native import cpu
 from lfm_edge.native.logs import route_native_logs
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ class ContextOptions:
     parity: bool = False
 
 
-def default_threads() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+default_threads = cpu.default_threads  # one per physical core (see cpu.py)
 
 
 class TextModel:
