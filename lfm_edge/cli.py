@@ -14,6 +14,7 @@ import click
 from lfm_edge import __version__
 from lfm_edge.cli_errors import friendly_errors as _friendly_errors
 from lfm_edge.cli_model import caption, chat, info, run
+from lfm_edge.cli_serve import serve
 from lfm_edge.cli_skills import detect, tools
 
 
@@ -140,7 +141,7 @@ def bench(model: str, image: Path | None, mmproj: Path | None, out: Path | None,
     click.echo(text if as_json else format_table(report))
 
 
-for _command in (run, chat, caption, info, tools, detect):
+for _command in (run, chat, caption, info, tools, detect, serve):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

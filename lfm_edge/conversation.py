@@ -76,8 +76,11 @@ def prepare_image(image: Any, settings: ProcessorSettings) -> PreparedImage:
     return PreparedImage(tuple(parts), layout.tokens_per_crop)
 
 
-def _file_key(image: Any, settings: ProcessorSettings) -> tuple[Any, ...] | None:
-    """A cache key for an image given as a path: the same file, unchanged, with the same knobs."""
+def _cache_key(image: Any, settings: ProcessorSettings) -> tuple[Any, ...] | None:
+    """A cache key for an image given as a path (the same file, unchanged) or as encoded bytes (the same bytes),
+    with the same knobs; None for other sources (arrays, PIL images, file objects), which are not cached."""
+    if isinstance(image, bytes | bytearray | memoryview):
+        return ("bytes", hashlib.sha256(image).hexdigest(), settings)
     if not isinstance(image, str | Path):
         return None
     try:
@@ -101,8 +104,9 @@ class PromptBuilder:
         self._prepared.clear()
 
     def _prepare(self, image: Any, settings: ProcessorSettings) -> PreparedImage:
-        # A chat re-renders its whole history each turn: an image file is preprocessed once, not once per turn.
-        key = _file_key(image, settings)
+        # A chat re-renders its whole history each turn (a server receives it whole each request): an image file or
+        # its bytes are preprocessed once, not once per turn.
+        key = _cache_key(image, settings)
         if key is None:
             return prepare_image(image, settings)
         prepared = self._prepared.pop(key, None) or prepare_image(image, settings)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lfm_edge.errors import ModelError, PromptError
+from lfm_edge.errors import ContextLengthError, ModelError, PromptError
 from lfm_edge.native.sampling import Sampler, SamplingParams
 from lfm_edge.native.text import TextModel
 
@@ -93,7 +93,7 @@ class Engine:
             raise PromptError("the prompt is empty")
         total = _positions(units)
         if total > self.text.n_ctx:
-            raise PromptError(
+            raise ContextLengthError(
                 f"the prompt needs {total} positions but the context holds {self.text.n_ctx}: shorten the "
                 "conversation, use fewer/smaller images (max_image_tokens), or load with a larger n_ctx"
             )

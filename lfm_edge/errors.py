@@ -38,3 +38,28 @@ class ParseError(LfmEdgeError):
 class PromptError(LfmEdgeError):
     """A chat could not be turned into a prompt: bad messages, a template that raises or escapes its sandbox,
     or a prompt longer than the context."""
+
+
+class ContextLengthError(PromptError):
+    """The prompt needs more positions than the context holds."""
+
+
+class RequestError(LfmEdgeError):
+    """A request to `lfm-edge serve` that cannot be served: invalid, too large, unauthorized, or the queue is full.
+
+    Carries the HTTP status and OpenAI's error ``type`` / ``code`` / ``param`` so the server answers in OpenAI's
+    error shape; ``headers`` adds e.g. Retry-After."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.param = param
+        self.headers = headers or {}

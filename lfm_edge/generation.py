@@ -70,6 +70,12 @@ class TextStream:
     def text(self) -> str:
         return "".join(self)
 
+    def close(self) -> None:
+        """Stops generating now (the sampler is freed); `completion` stays None."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
 
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0

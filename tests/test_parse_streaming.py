@@ -25,13 +25,17 @@ def stream(text: str, cuts: list[int]) -> tuple[str, str, ParsedMessage]:
     stream_filter = ToolCallStreamFilter()
     content: list[str] = []
     reasoning: list[str] = []
+    calls: list[ToolCall] = []
     bounds = [0, *sorted(cut % (len(text) + 1) for cut in cuts), len(text)]
     for start, end in itertools.pairwise(bounds):
         delta = stream_filter.feed_delta(text[start:end])
         content.append(delta.content)
         reasoning.append(delta.reasoning)
+        calls.extend(delta.tool_calls)
     last = stream_filter.flush()
-    return "".join(content) + last.content, "".join(reasoning) + last.reasoning, stream_filter.finish()
+    final = stream_filter.finish()
+    assert tuple(calls) == final.tool_calls, "the streamed tool calls add up to the final message's"
+    return "".join(content) + last.content, "".join(reasoning) + last.reasoning, final
 
 
 @FUZZ

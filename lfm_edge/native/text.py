@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from llama_cpp import llama_cpp as lc
 
-from lfm_edge.errors import ModelError, PromptError
+from lfm_edge.errors import ContextLengthError, ModelError
 from lfm_edge.native import cpu
 from lfm_edge.native.logs import route_native_logs
 
@@ -204,7 +204,7 @@ class TextModel:
 
     def _check_room(self, start: int, count: int) -> None:
         if start + count > self.n_ctx:
-            raise PromptError(
+            raise ContextLengthError(
                 f"the prompt needs {start + count} positions but the context holds {self.n_ctx}: "
                 "shorten the conversation, use fewer/smaller images (max_image_tokens), or load with a larger n_ctx"
             )

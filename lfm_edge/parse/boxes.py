@@ -85,11 +85,13 @@ class Box:
 
 @dataclass(frozen=True)
 class Detection:
-    """The boxes found in one answer, what was wrong with it (empty when clean), and the answer itself."""
+    """The boxes found in one answer, what was wrong with it (empty when clean), the answer itself, and the size
+    (width, height) of the image the boxes are in."""
 
     boxes: tuple[Box, ...]
     errors: tuple[str, ...]
     raw: str
+    image_size: tuple[int, int]
 
 
 def parse_detections(text: str, image_size: tuple[int, int]) -> Detection:
@@ -104,7 +106,7 @@ def parse_detections(text: str, image_size: tuple[int, int]) -> Detection:
             errors.append(f"item {index}: {error}")
     for message in errors:
         logger.debug("detection answer: %s", message)
-    return Detection(tuple(boxes), tuple(errors), text)
+    return Detection(tuple(boxes), tuple(errors), text, (width, height))
 
 
 def _checked_size(image_size: tuple[int, int]) -> tuple[int, int]:

@@ -11,7 +11,8 @@ The contract, for any text and any split of it into pieces (checked by a propert
     streamed = "".join(filter.feed(piece) for piece in pieces) + filter.flush().content
     streamed == filter.finish().content == parse_assistant_output(text).content
 
-and likewise the reasoning deltas add up to ``finish().reasoning`` (or "" when there is none). Work per piece is
+and likewise the reasoning deltas add up to ``finish().reasoning`` (or "" when there is none) and the tool-call
+deltas to ``finish().tool_calls``. Work per piece is
 proportional to the piece plus a marker's length, so a long stream costs linear time overall.
 """
 
@@ -29,6 +30,7 @@ from lfm_edge.parse.tool_calls import (
     TOOL_CALL_START,
     ParsedMessage,
     ParseLimits,
+    ToolCall,
     parse_assistant_output,
     parse_call_block,
 )
@@ -36,10 +38,12 @@ from lfm_edge.parse.tool_calls import (
 
 @dataclass(frozen=True)
 class StreamDelta:
-    """What one piece of generated text adds to the visible content and to the reasoning."""
+    """What one piece of generated text adds to the visible content, the reasoning and the tool calls (each call
+    once its block has closed and parsed; ids numbered as parse_assistant_output numbers them)."""
 
     content: str = ""
     reasoning: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class _State(Enum):
@@ -93,6 +97,7 @@ class ToolCallStreamFilter:
         self._reasoning = _TrimmedStream()
         self._flushed = False
         self._result: ParsedMessage | None = None
+        self._calls: list[ToolCall] = []
 
     def feed(self, piece: str) -> str:
         """Content that is safe to show now (possibly "")."""
@@ -105,11 +110,12 @@ class ToolCallStreamFilter:
         self._raw.append(piece)
         content: list[str] = []
         reasoning: list[str] = []
+        calls_before = len(self._calls)
         text: str | None = self._pending + piece
         self._pending = ""
         while text is not None:
             text = self._step(text, content, reasoning)
-        return StreamDelta("".join(content), "".join(reasoning))
+        return StreamDelta("".join(content), "".join(reasoning), tuple(self._calls[calls_before:]))
 
     def flush(self) -> StreamDelta:
         """End of generation: the withheld text that turned out to be content (an unclosed block, a partial marker)."""
@@ -178,7 +184,10 @@ class ToolCallStreamFilter:
         self._call_parts, self._call_tail = [], ""
         self._state = _State.CONTENT
         try:
-            parse_call_block(block, self._limits)
+            calls = parse_call_block(block, self._limits)
         except ParseError:
             content.append(self._content.push(TOOL_CALL_START + block + TOOL_CALL_END))
+        else:
+            first = len(self._calls)
+            self._calls.extend(ToolCall(f"call_{first + i}", name, args) for i, (name, args) in enumerate(calls))
         return text[cut + len(TOOL_CALL_END) :]

@@ -1,0 +1,55 @@
+"""`lfm-edge serve MODEL`: the OpenAI-compatible server. Parses options and calls lfm_edge.server.run.serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lfm_edge.cli_errors import friendly_errors
+from lfm_edge.cli_model import model_options, open_model
+from lfm_edge.errors import ConfigError
+
+
+@click.command()
+@click.argument("model")
+@model_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option(
+    "--api-key",
+    envvar="LFM_EDGE_API_KEY",
+    help="Require 'Authorization: Bearer KEY' (also from $LFM_EDGE_API_KEY, which keeps it out of `ps`).",
+)
+@click.option("--alias", "aliases", multiple=True, help="Model id to serve (first) and accept (repeatable).")
+@click.option("--cors", "cors_origins", multiple=True, help="Browser origin allowed to call the API (repeatable).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, help="Extra Host header name to accept (repeatable).")
+@click.option("--allow-remote-images", is_flag=True, help="Fetch http(s) image URLs (default: data: URIs only).")
+@click.option("--max-queue", default=8, show_default=True, type=click.IntRange(0), help="Requests waiting at most.")
+@click.option("--max-images", default=16, show_default=True, type=click.IntRange(0), help="Images per request.")
+@click.option("--max-body-mb", default=32, show_default=True, type=click.IntRange(1), help="Request body size.")
+@friendly_errors
+def serve(model: str, **kw: Any) -> None:
+    """Serve MODEL over an OpenAI-compatible HTTP API: /v1/chat/completions (text, images as data: URIs, streaming,
+    tools, response_format), /v1/models, /health and /v1/detect (boxes). One request at a time; see README."""
+    try:
+        from lfm_edge.server import Limits, ServerOptions
+        from lfm_edge.server.run import serve as run_server
+    except ImportError as exc:
+        raise ConfigError(f"the server needs the `server` extra: pip install 'lfm-edge[server]' ({exc})") from exc
+    limits = Limits(max_queue=kw["max_queue"], max_images=kw["max_images"], max_body_bytes=kw["max_body_mb"] * 2**20)
+    loaded = open_model(model, kw)
+    try:
+        options = ServerOptions(
+            model_ids=tuple(kw["aliases"]) or (loaded.files.text.stem,),
+            host=kw["host"],
+            port=kw["port"],
+            api_key=kw["api_key"],
+            cors_origins=tuple(kw["cors_origins"]),
+            allowed_hosts=tuple(kw["allowed_hosts"]),
+            allow_remote_images=kw["allow_remote_images"],
+            limits=limits,
+        )
+        run_server(loaded, options, verbose=bool((click.get_current_context().find_root().obj or {}).get("verbose")))
+    finally:
+        loaded.close()

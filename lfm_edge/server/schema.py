@@ -1,0 +1,135 @@
+"""The request bodies, in OpenAI's chat-completions shape (plus llama-server's and our documented extensions).
+
+Strict types: a string where a number belongs is a 400, not silently converted. Unknown fields are ignored, as
+OpenAI-compatible servers do, so clients that send `user` or `metadata` keep working; fields whose values would
+change the answer in ways not supported here (n > 1, logprobs) are refused by `check_supported`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class ImageURL(_Body):
+    url: NonEmpty
+    detail: str | None = None
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(_Body):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class FunctionCall(_Body):
+    name: FunctionName
+    arguments: str  # a JSON object, as OpenAI sends it
+
+
+class ToolCallIn(_Body):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    reasoning_content: str | None = None
+
+
+class FunctionDef(_Body):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Body):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Body):
+    name: FunctionName
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaFormat(_Body):
+    name: str = "response"
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+Penalty = Annotated[float, Field(ge=-2, le=2)]
+
+
+class SamplingFields(_Body):
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_p: Probability | None = None  # extension (llama-server)
+    top_k: Annotated[int, Field(ge=0)] | None = None  # extension (llama-server)
+    repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None  # extension (vLLM)
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stop: str | list[str] | None = None
+
+
+class ChatRequest(SamplingFields):
+    model: str | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    grammar: str | None = None  # extension (llama-server): GBNF the answer must match
+    n: Annotated[int, Field(ge=1)] | None = None
+    logprobs: bool | None = None
+
+
+class DetectRequest(SamplingFields):
+    """POST /v1/detect (our extension): grounding with the model card's prompt, boxes in pixels."""
+
+    model: str | None = None
+    image: NonEmpty  # a data: URI, or an http(s) URL with --allow-remote-images
+    query: NonEmpty
+    grammar: str | None = None
