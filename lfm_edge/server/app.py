@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -27,7 +26,6 @@ def create_app(model: Model, options: ServerOptions) -> FastAPI:
     app = FastAPI(title="lfm_edge", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.lfm = ServerState.create(model, options)
     app.add_exception_handler(LfmEdgeError, _library_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _library_error)
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
@@ -51,20 +49,6 @@ def error_response(error: RequestError) -> JSONResponse:
 
 async def _library_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(as_request_error(exc))
-
-
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {}
-    where = [part for part in first.get("loc", ()) if part != "body"]
-    if first.get("type") == "json_invalid":
-        reason = first.get("ctx", {}).get("error", first.get("msg"))
-        at = f" (at character {where[0]})" if where else ""
-        return error_response(RequestError(f"the request body is not valid JSON: {reason}{at}", 400, "invalid_json"))
-    param = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in where).lstrip(".") or None
-    return error_response(
-        RequestError(f"{param or 'body'}: {first.get('msg', 'invalid value')}", 400, "invalid_value", param)
-    )
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -27,7 +27,7 @@ from lfm_edge.server.messages import check_counts, template_messages
 from lfm_edge.server.plan import ChatPlan, plan_chat
 from lfm_edge.server.problems import as_request_error, error_payload
 from lfm_edge.server.responses import Reply, chunk, completion_body, sse, tool_call_json, usage, usage_chunk
-from lfm_edge.server.schema import ChatRequest
+from lfm_edge.server.schema import ChatRequest, parse_body
 from lfm_edge.server.state import ServerState
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -63,8 +63,9 @@ def _generate(state: ServerState, messages: list[dict[str, Any]], plan: ChatPlan
         emit(stream.completion)
 
 
-async def chat_completions(request: Request, body: ChatRequest) -> Response:
+async def chat_completions(request: Request) -> Response:
     state: ServerState = request.app.state.lfm
+    body = parse_body(ChatRequest, await request.body())
     state.check_model(body.model)
     limits = state.options.limits
     plan = plan_chat(body, state.n_ctx, limits, state.tool_markers)

@@ -19,12 +19,13 @@ from lfm_edge.model import DETECT_OPTIONS
 from lfm_edge.parse import Detection
 from lfm_edge.server.images import image_bytes
 from lfm_edge.server.plan import generation_options
-from lfm_edge.server.schema import DetectRequest
+from lfm_edge.server.schema import DetectRequest, parse_body
 from lfm_edge.server.state import ServerState
 
 
-async def detect(request: Request, body: DetectRequest) -> dict[str, Any]:
+async def detect(request: Request) -> dict[str, Any]:
     state: ServerState = request.app.state.lfm
+    body = parse_body(DetectRequest, await request.body())
     state.check_model(body.model)
     limits = state.options.limits
     data = await run_in_threadpool(image_bytes, body.image, limits, state.options.allow_remote_images, "image")
@@ -48,4 +49,3 @@ async def detect(request: Request, body: DetectRequest) -> dict[str, Any]:
         "text": found.raw,
         "errors": list(found.errors),
     }
-

@@ -7,9 +7,11 @@ change the answer in ways not supported here (n > 1, logprobs) are refused by `c
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lfm_edge.errors import RequestError
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
@@ -133,3 +135,42 @@ class DetectRequest(SamplingFields):
     image: NonEmpty  # a data: URI, or an http(s) URL with --allow-remote-images
     query: NonEmpty
     grammar: str | None = None
+
+
+Body = TypeVar("Body", bound=_Body)
+
+
+def parse_body(kind: type[Body], raw: bytes) -> Body:
+    """The JSON body as `kind`, whatever the Content-Type says (curl -d sends form encoding by default); a
+    RequestError(400) naming the first bad field in OpenAI's param style (messages[0].content) otherwise."""
+    try:
+        return kind.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _as_request_error(exc) from None
+
+
+def _as_request_error(exc: ValidationError) -> RequestError:
+    # Of a union's failed branches, the deepest location is the most specific (content[0].image_url, not content).
+    first = max(exc.errors(), key=lambda error: len(error.get("loc", ())))
+    where = first.get("loc", ())
+    if first.get("type") == "json_invalid":
+        reason = first.get("ctx", {}).get("error", first.get("msg"))
+        return RequestError(f"the request body is not valid JSON: {reason}", 400, "invalid_json")
+    param = _param_name(where)
+    return RequestError(f"{param or 'body'}: {first.get('msg', 'invalid value')}", 400, "invalid_value", param)
+
+
+# pydantic puts the union member it tried into the location ("str", "list[...]", "function-after[...]").
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict", "literal"})
+
+
+def _param_name(location: tuple[int | str, ...]) -> str | None:
+    """("messages", 0, "content", "str") -> "messages[0].content", the way OpenAI names parameters."""
+    parts: list[int | str] = []
+    for part in location:
+        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or "-" in part):
+            continue
+        if parts and part == parts[-1]:  # a tagged union repeats its tag: content[0].image_url.image_url
+            continue
+        parts.append(part)
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).lstrip(".") or None
