@@ -49,9 +49,18 @@ class ContextOptions:
     main_gpu: int = 0
     flash_attention: bool | None = None  # None: llama.cpp decides (auto)
     parity: bool = False
+    mmap: bool | None = None  # None: read the file when nothing is offloaded, map it otherwise (see _load_mode)
 
 
 default_threads = cpu.default_threads  # one per physical core (see cpu.py)
+
+
+def _load_mode(options: ContextOptions) -> int:
+    """llama.cpp's CPU backend repacks Q4_0/Q8_0/IQ4_NL weights into interleaved copies at load time. A mapped file's
+    pages of those tensors stay resident beside the copies (the Q4_0 text model: 427 MB resident after loading
+    mapped, 278 MB read), so a CPU-only model is read, not mapped. Offloaded layers leave no host copy: mapped."""
+    mapped = options.mmap if options.mmap is not None else options.n_gpu_layers != 0
+    return int(lc.LLAMA_LOAD_MODE_MMAP if mapped else lc.LLAMA_LOAD_MODE_NONE)
 
 
 class TextModel:
@@ -64,6 +73,7 @@ class TextModel:
         model_params = lc.llama_model_default_params()
         model_params.n_gpu_layers = self.options.n_gpu_layers
         model_params.main_gpu = self.options.main_gpu
+        model_params.load_mode = _load_mode(self.options)
         self.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
         if not self.model:
             raise ModelError(f"llama.cpp could not load {path}: not a GGUF text model, or a truncated/corrupt file")
