@@ -152,3 +152,12 @@ bench-reference: venv $(LLAMA_SRC)/.unpacked
 	cmake --build $(REF_BUILD) --target llama-bench llama-mtmd-cli -j 2 > /dev/null
 	test -f build/bench/convert-out/ours/full-official-2.5-f16.gguf || $(MAKE) bench-convert
 	$(PY) -m benchmarks.bench_reference
+
+# A bounded soak of `lfm-edge serve` on the demo's tiny model: CLIENTS parallel clients for SOAK_SECONDS seconds, good and
+# hostile requests mixed, every status checked (build/bench/soak.json; exit 1 on any unexpected answer).
+CLIENTS ?= 8
+SOAK_SECONDS ?= 30
+.PHONY: soak
+soak: venv
+	test -f $(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf || $(MAKE) demo
+	$(PY) -m benchmarks.soak_server $(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf --clients $(CLIENTS) --seconds $(SOAK_SECONDS)

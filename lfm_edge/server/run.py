@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from lfm_edge.errors import ConfigError
 from lfm_edge.model import Model
 from lfm_edge.server.app import create_app
 from lfm_edge.server.options import ServerOptions
@@ -28,10 +29,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # connections made from now on wait for uvicorn instead of being refused
     except OSError as exc:
         sock.close()
-        from lfm_edge.errors import ConfigError
-
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port or --host") from None
     return sock
 
@@ -66,10 +66,13 @@ def _server(model: Model, options: ServerOptions, verbose: bool) -> tuple[uvicor
 
 
 def serve(model: Model, options: ServerOptions, verbose: bool = False) -> None:
+    """Serves until SIGINT/SIGTERM (uvicorn finishes the requests in flight first), then returns."""
     server, sock = _server(model, options, verbose)
-    log.warning("lfm-edge serves %s at %s/v1", options.model_id, url_of(sock))
+    log.warning("lfm-edge serves %s at %s/v1 (Ctrl-C stops)", options.model_id, url_of(sock))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the signal it handled once it has shut down
+        pass
     finally:
         sock.close()
 
