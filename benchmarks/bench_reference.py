@@ -1,9 +1,9 @@
-"""`make bench-reference`: our runtime beside raw llama.cpp (llama-bench, llama-mtmd-cli built from the llama.cpp
-tree vendored in the pinned llama-cpp-python sdist: same commit, same default flags), same machine, same run.
+"""Raw llama.cpp beside our runtime: llama-bench and llama-mtmd-cli, built by `make bench-reference` from the llama.cpp
+tree vendored in the pinned llama-cpp-python sdist (same commit, same default flags: native CPU features).
 
-Figures: pp512 and tg128 tok/s (llama-bench vs `lfm-edge bench`), and the encode time of one 512x512 image slice
-(llama-mtmd-cli's "encoding done in" log for the single 512x512 slice vs our per-tile encode).
-Writes build/bench/reference.json.
+Helpers for `make bench` (benchmarks.bench_all), and `make bench-reference`'s own short run (`main`): pp512, tg128
+and the encode time of one 512x512 image slice (llama-mtmd-cli's "encoding done in" log), ours beside theirs, on
+the full-size F16 model: build/bench/reference.json.
 """
 
 from __future__ import annotations
@@ -24,58 +24,77 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / "build" / "llama-ref" / "bin"
 TEXT = ROOT / "build" / "bench" / "convert-out" / "ours" / "full-official-2.5-f16.gguf"
 MMPROJ = TEXT.with_name(f"mmproj-{TEXT.name}")
-THREADS = "2"
+THREADS = 2
 
 
-def _llama_bench(repeat: int) -> dict[str, float]:
-    command = [str(BIN / "llama-bench"), "-m", str(TEXT), "-p", "512", "-n", "128", "-t", THREADS,
-               "-r", str(repeat), "-o", "json"]  # fmt: skip
+def available() -> bool:
+    return (BIN / "llama-bench").exists() and (BIN / "llama-mtmd-cli").exists()
+
+
+def llama_bench(text: Path, threads: int, tokens: tuple[int, int] = (512, 128), repeat: int = 1) -> dict[str, Any]:
+    """llama-bench's pp and tg tok/s (its own warm-up first) and its build commit; tokens = (prompt, generated)."""
+    command = [str(BIN / "llama-bench"), "-m", str(text), "-p", str(tokens[0]), "-n", str(tokens[1]),
+               "-t", str(threads), "-r", str(repeat), "-o", "json"]  # fmt: skip
     rows = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-    figures = {}
+    figures: dict[str, Any] = {"build_commit": rows[0].get("build_commit", "")}
     for row in rows:
-        key = "prompt_tok_s" if row["n_prompt"] else "decode_tok_s"
-        figures[key] = float(row["avg_ts"])
+        figures["prompt_tok_s" if row["n_prompt"] else "decode_tok_s"] = float(row["avg_ts"])
     return figures
 
 
-def _mtmd_slice_ms(image: Path, repeat: int) -> float:
-    times: list[float] = []
-    for _ in range(repeat):
-        command = [str(BIN / "llama-mtmd-cli"), "-m", str(TEXT), "--mmproj", str(MMPROJ), "--image", str(image),
-                   "-p", "Describe.", "-n", "1", "-t", THREADS, "--temp", "0"]  # fmt: skip
-        log = subprocess.run(command, check=True, capture_output=True, text=True, errors="replace")
-        found = re.findall(r"(?:slice encoded|batch encoding done) in (\d+) ms", log.stdout + log.stderr)
-        times.extend(float(value) for value in found)
-    if not times:
-        raise SystemExit("llama-mtmd-cli printed no 'slice encoded in' timing")
-    return float(statistics.median(times))
+def mtmd_slice_ms(text: Path, mmproj: Path, image: Path, threads: int) -> float:
+    """llama-mtmd-cli's encode time of the image's slices (median of its log lines), one run."""
+    command = [str(BIN / "llama-mtmd-cli"), "-m", str(text), "--mmproj", str(mmproj), "--image", str(image),
+               "-p", "Describe.", "-n", "1", "-t", str(threads), "--temp", "0", "-c", "4096"]  # fmt: skip
+    log = subprocess.run(command, check=True, capture_output=True, text=True, errors="replace")
+    found = re.findall(r"(?:slice encoded|batch encoding done) in (\d+) ms", log.stdout + log.stderr)
+    if not found:
+        raise RuntimeError("llama-mtmd-cli printed no 'slice encoded in' timing")
+    return float(statistics.median(float(value) for value in found))
 
 
-def _ours(repeat: int) -> dict[str, Any]:
-    command = [str(Path(sys.executable).with_name("lfm-edge")), "-q", "bench", str(TEXT), "--repeat", str(repeat),
-               "--threads", THREADS, "--json"]  # fmt: skip
+def mtmd_describe(text: Path, mmproj: Path, image: Path, options: tuple[int, int, int]) -> dict[str, Any]:
+    """Peak RSS and wall time of llama-mtmd-cli describing an image; options = (n_ctx, threads, max tokens)."""
+    n_ctx, threads, tokens = options
+    command = [str(BIN / "llama-mtmd-cli"), "-m", str(text), "--mmproj", str(mmproj), "--image", str(image),
+               "-p", "Describe this image.", "-n", str(tokens), "-c", str(n_ctx), "-t", str(threads),
+               "--temp", "0"]  # fmt: skip
+    output = subprocess.run([sys.executable, "-m", "benchmarks.measure", *command], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout  # fmt: skip
+    result: dict[str, Any] = json.loads(output)
+    if result["returncode"]:
+        raise RuntimeError(f"llama-mtmd-cli failed: {result.get('stderr_tail', '')[-300:]}")
+    return result
+
+
+def random_image(folder: Path, width: int, height: int) -> Path:
+    path = folder / f"random_{width}x{height}.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def ours(text: Path, mmproj: Path, threads: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`lfm-edge bench --json` in a process of its own (its peak RSS is then the bench's alone)."""
+    command = [str(Path(sys.executable).with_name("lfm-edge")), "-q", "bench", str(text), "--mmproj", str(mmproj),
+               "--threads", str(threads), "--json", *extra]  # fmt: skip
     report: dict[str, Any] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     return report
 
 
 def main() -> int:
     repeat = 3
-    image = Path(tempfile.mkdtemp()) / "random_512x512.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)).save(image)
-    reference = _llama_bench(repeat)
-    reference["slice_encode_ms"] = _mtmd_slice_ms(image, repeat)
-    figures = _ours(repeat)["figures"]
-    ours = {
-        "prompt_tok_s": figures["prompt_tok_s"]["median"],
-        "decode_tok_s": figures["decode_tok_s"]["median"],
-        "slice_encode_ms": figures["tile_encode_ms"]["median"],
-    }
+    image = random_image(Path(tempfile.mkdtemp()), 512, 512)
+    reference = llama_bench(TEXT, THREADS, repeat=repeat)
+    reference["slice_encode_ms"] = statistics.median(mtmd_slice_ms(TEXT, MMPROJ, image, THREADS) for _ in range(repeat))
+    figures = ours(TEXT, MMPROJ, THREADS, ("--repeat", str(repeat)))["figures"]
+    pairs = (("prompt_tok_s", "prompt_tok_s"), ("decode_tok_s", "decode_tok_s"), ("slice_encode_ms", "tile_encode_ms"))
+    mine = {name: figures[key]["median"] for name, key in pairs}
     report = {
-        "model": TEXT.name, "threads": int(THREADS), "repeat": repeat, "llama_cpp": reference, "lfm_edge": ours,
+        "model": TEXT.name, "threads": THREADS, "repeat": repeat, "llama_cpp": reference, "lfm_edge": mine,
         "ratios": {
-            "pp512_ours_over_llama_bench": ours["prompt_tok_s"] / reference["prompt_tok_s"],
-            "tg128_ours_over_llama_bench": ours["decode_tok_s"] / reference["decode_tok_s"],
-            "encode_speed_ours_over_mtmd_cli": reference["slice_encode_ms"] / ours["slice_encode_ms"],
+            "pp512_ours_over_llama_bench": mine["prompt_tok_s"] / reference["prompt_tok_s"],
+            "tg128_ours_over_llama_bench": mine["decode_tok_s"] / reference["decode_tok_s"],
+            "encode_speed_ours_over_mtmd_cli": reference["slice_encode_ms"] / mine["slice_encode_ms"],
         },
     }  # fmt: skip
     out = ROOT / "build" / "bench" / "reference.json"

@@ -16,7 +16,8 @@ Definitions (llama-bench's where it has one):
   threads as the model uses).
 
 Every figure is measured `repeat` times and reported as min, median and max. One warm-up (untimed) decode and
-encode come first: llama.cpp maps the weights lazily, so the first pass pages them in.
+encode come first (a full-size prompt batch, as llama-bench's warm-up). Peak RSS is read before the bandwidth array
+is allocated: it is the model's and the measurements' alone.
 """
 
 from __future__ import annotations
@@ -222,14 +223,13 @@ def run_bench(model: str | Path, options: BenchOptions) -> dict[str, Any]:
             report = _measure(loaded, image, options)
     report["figures"] = {"load_s": load_s, **report["figures"]}
     report["system"] = system_info(threads)
-    report["peak_rss_mb"] = peak_rss_mb()
     return report
 
 
 def _measure(model: Model, image: Path, options: BenchOptions) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     n, text = options.repetitions, model.text
-    prompt_rate(text, min(32, options.prompt_tokens), rng)  # warm-up: pages the weights in
+    prompt_rate(text, options.prompt_tokens, rng)  # warm-up, as llama-bench's: a full-size batch first
     figures = {"prompt_tok_s": _repeat(lambda: prompt_rate(text, options.prompt_tokens, rng), n)}
     log.info("bench: pp%d %.1f tok/s", options.prompt_tokens, figures["prompt_tok_s"]["median"])
     figures["decode_tok_s"] = _repeat(lambda: decode_rate(text, options.decode_tokens, rng), n)
@@ -242,6 +242,7 @@ def _measure(model: Model, image: Path, options: BenchOptions) -> dict[str, Any]
     pairs = [ttft_pair_ms(model, image) for _ in range(n)]
     figures["ttft_ms"] = summary([first for first, _ in pairs])
     figures["followup_ttft_ms"] = summary([second for _, second in pairs])
+    peak_mb = peak_rss_mb()  # before the bandwidth array is allocated
     bytes_per_token = model.files.text.stat().st_size
     bandwidth = memory_bandwidth(options.bandwidth_bytes, text.options.n_threads or 1)
     bound = bandwidth / bytes_per_token
@@ -251,6 +252,7 @@ def _measure(model: Model, image: Path, options: BenchOptions) -> dict[str, Any]
                      "n_ctx": text.n_ctx, "image": image.name if options.image is None else str(image),
                      "thumbnail": "x".join(map(str, thumbnail.shape[1::-1])), "quick": options.quick},
         "figures": figures,
+        "peak_rss_mb": peak_mb,
         "decode_bound": {"bytes_per_token": bytes_per_token, "read_gb_s": bandwidth / 1e9, "bound_tok_s": bound,
                          "measured_tok_s": figures["decode_tok_s"]["median"],
                          "fraction_of_bound": figures["decode_tok_s"]["median"] / bound},
