@@ -126,15 +126,14 @@ bench-followup: venv
 bench-parse: venv
 	$(PY) -m benchmarks.bench_parse --out build/bench/parse.json
 
-# `lfm-edge bench` on the full-size synthetic model converted to F16 (bench-convert's output, converted here when
-# missing): load time, pp512, tg128, image encode, TTFT and follow-up TTFT, peak RSS and the decode bandwidth bound.
-# A table on the terminal and build/bench/results.json. make bench [REPEAT=3] [THREADS=N]
-BENCH_TEXT := build/bench/convert-out/ours/full-official-2.5-f16.gguf
-REPEAT ?= 3
+# `make bench`: ours beside raw llama.cpp (llama-bench, llama-mtmd-cli: `make bench-reference` builds them) and
+# transformers on CPU (the reference venv, when it exists) in one run, interleaved per round, on the full-size
+# synthetic model as Q4_0 text + Q8_0 mmproj and as F16 (converted/quantized here when missing); peak RSS describing a
+# 1920x1080 image at n_ctx 4096. Writes bench/results.json and bench/results.md. make bench [ROUNDS=3] [THREADS=N]
+# QUICK=1: the tiny synthetic model, pp64/tg16, one round, references only where built (CI; build/bench/quick/).
+ROUNDS ?= 3
 bench: venv
-	test -f $(BENCH_TEXT) || $(PY) -c 'from benchmarks.bench_convert import run; run("f16", with_llama_cpp=False)'
-	$(VENV)/bin/lfm-edge bench $(BENCH_TEXT) --repeat $(REPEAT) $(if $(THREADS),--threads $(THREADS)) \
-		--out build/bench/results.json
+	$(PY) -m benchmarks.bench_all $(if $(QUICK),--quick,--rounds $(ROUNDS)) $(if $(THREADS),--threads $(THREADS))
 
 # After `make venv-gpu BACKEND=...` and `make demo`: CPU and GPU give the same greedy tokens (build/bench/gpu_check.json).
 .PHONY: gpu-check
