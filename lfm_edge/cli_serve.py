@@ -28,6 +28,7 @@ from lfm_edge.errors import ConfigError
 @click.option("--max-queue", default=8, show_default=True, type=click.IntRange(0), help="Requests waiting at most.")
 @click.option("--max-images", default=16, show_default=True, type=click.IntRange(0), help="Images per request.")
 @click.option("--max-body-mb", default=32, show_default=True, type=click.IntRange(1), help="Request body size.")
+@click.option("--max-image-mpx", default=36.0, show_default=True, type=click.FloatRange(0.01), help="Image megapixels.")
 @friendly_errors
 def serve(model: str, **kw: Any) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API: /v1/chat/completions (text, images as data: URIs, streaming,
@@ -37,7 +38,12 @@ def serve(model: str, **kw: Any) -> None:
         from lfm_edge.server.run import serve as run_server
     except ImportError as exc:
         raise ConfigError(f"the server needs the `server` extra: pip install 'lfm-edge[server]' ({exc})") from exc
-    limits = Limits(max_queue=kw["max_queue"], max_images=kw["max_images"], max_body_bytes=kw["max_body_mb"] * 2**20)
+    limits = Limits(
+        max_queue=kw["max_queue"],
+        max_images=kw["max_images"],
+        max_body_bytes=kw["max_body_mb"] * 2**20,
+        max_image_pixels=int(kw["max_image_mpx"] * 1e6),
+    )
     loaded = open_model(model, kw)
     try:
         options = ServerOptions(

@@ -251,3 +251,17 @@ def test_health_reports_and_concurrent_clients_all_get_answers(address: tuple[st
         thread.join(timeout=120)
     assert len(statuses) == 12 and set(statuses) <= {200, 503} and 200 in statuses
     assert _pending(address) == 0
+
+
+def test_requests_beyond_max_requests_get_a_json_503(converted: Callable[..., tuple[Path, Path]]) -> None:
+    with running_server(converted, limits=Limits(max_requests=1, max_queue=8)) as (server, _):
+        parts = urlsplit(server.url)
+        address = (parts.hostname or "", parts.port or 0)
+        connection, _ = _open_stream(address, max_tokens=4000)  # the one request allowed, streaming
+        status, headers, body = call(address, "/health", method="GET")
+        assert status == 503 and headers["retry-after"] and body["error"]["code"] == "server_busy"
+        connection.close()
+        deadline = time.monotonic() + 30
+        while call(address, "/health", method="GET")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert_serving(address)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,8 +25,17 @@ from lfm_edge.server.state import ServerState
 
 def create_app(model: Model, options: ServerOptions) -> FastAPI:
     """The ASGI app serving `model`; run it with uvicorn (see lfm_edge.server.run)."""
-    app = FastAPI(title="lfm_edge", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.lfm = ServerState.create(model, options)
+    state = ServerState.create(model, options)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.worker.close()  # uvicorn has finished the requests in flight; a queued job left over never starts
+
+    app = FastAPI(
+        title="lfm_edge", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.lfm = state
     app.add_exception_handler(LfmEdgeError, _library_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _library_error)

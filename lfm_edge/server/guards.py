@@ -66,6 +66,7 @@ class RequestGuard:
         self.app = app
         self.options = options
         self.names = machine_names() | {name.lower().rstrip(".") for name in options.allowed_hosts}
+        self.active = 0  # requests being handled; only touched on the event loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,8 +76,22 @@ class RequestGuard:
         if refusal is not None:
             await send_error(send, refusal)
             return
-        body = _BodyReader(receive, self.options.limits.max_body_bytes, self.options.limits.body_timeout_s)
-        await self.app(scope, body.receive, body.wrap_send(send))
+        limits = self.options.limits
+        if self.active >= limits.max_requests:
+            busy = RequestError(
+                f"the server is handling {self.active} requests; retry in a moment",
+                503,
+                "server_busy",
+                headers={"Retry-After": str(limits.retry_after_s)},
+            )
+            await send_error(send, busy)
+            return
+        self.active += 1
+        try:
+            body = _BodyReader(receive, limits.max_body_bytes, limits.body_timeout_s)
+            await self.app(scope, body.receive, body.wrap_send(send))
+        finally:
+            self.active -= 1
 
     def _refusal(self, scope: Scope, headers: Headers) -> RequestError | None:
         if not host_allowed(headers.get("host"), self.names):

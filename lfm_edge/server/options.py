@@ -14,6 +14,8 @@ class Limits:
     """Per-request bounds; anything beyond gets 413 (sizes) or 400 (counts) in OpenAI's error shape.
 
     max_queue: requests waiting behind the running one; one more gets 503 with Retry-After.
+    max_requests: HTTP requests being handled at once (reading bodies, queued, streaming); one more gets 503 with
+        Retry-After. Open connections are capped at 4x this by uvicorn itself (a plain-text 503 beyond).
     body_timeout_s: a client must send its whole body within this (slow clients get 408, the server serves on).
     max_image_pixels: width x height of one decoded image (the image is opened header-only to check, before any
         decoding); 36 Mpx covers any phone photo.
@@ -27,6 +29,7 @@ class Limits:
     max_tools: int = 128
     max_stop: int = 16
     max_queue: int = 8
+    max_requests: int = 32
     body_timeout_s: float = 30.0
     remote_image_timeout_s: float = 10.0
     retry_after_s: int = 2

@@ -19,8 +19,6 @@ from lfm_edge.server.app import create_app
 from lfm_edge.server.options import ServerOptions
 
 log = logging.getLogger(__name__)
-# Connections (waiting, reading, streaming) beyond this get uvicorn's 503 before any of our code runs.
-MAX_CONNECTIONS = 64
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -57,7 +55,7 @@ def _server(model: Model, options: ServerOptions, verbose: bool) -> tuple[uvicor
         create_app(model, options),
         log_level="info" if verbose else "warning",
         access_log=verbose,
-        limit_concurrency=MAX_CONNECTIONS,
+        limit_concurrency=4 * options.limits.max_requests,  # connections; the guard answers requests in JSON
         timeout_keep_alive=5,
         server_header=False,
         proxy_headers=False,

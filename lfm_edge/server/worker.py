@@ -48,7 +48,7 @@ class ModelWorker:
             return self._pending
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _admit(self) -> None:
         with self._lock:
