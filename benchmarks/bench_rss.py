@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import lfm_edge.model as api
+from lfm_edge.bench import peak_rss_mb
 from lfm_edge.generation import GenerationOptions
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions
@@ -55,11 +55,6 @@ def resident_mb() -> float | None:
     except OSError:
         pass
     return None
-
-
-def peak_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def describe(args: argparse.Namespace, image: Path) -> dict[str, Any]:
@@ -100,7 +95,9 @@ def main() -> int:
         report = describe(args, image)
         with Image.open(image) as opened:
             report["image"] = "x".join(map(str, opened.size))
-    report.update({"model": args.text.name, "mmproj": args.mmproj.name, "n_ctx": args.n_ctx, "peak_rss_mb": peak_mb()})
+    report.update(
+        {"model": args.text.name, "mmproj": args.mmproj.name, "n_ctx": args.n_ctx, "peak_rss_mb": peak_rss_mb()}
+    )
     print(json.dumps(report))
     return 0
 

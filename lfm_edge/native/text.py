@@ -234,7 +234,9 @@ class TextModel:
         size = lc.llama_state_seq_get_size(self.ctx, _SEQ)
         buffer = (ctypes.c_uint8 * size)()
         written = lc.llama_state_seq_get_data(self.ctx, buffer, size, _SEQ)
-        return bytes(buffer[:written])
+        # Not bytes(buffer[:written]): slicing a ctypes array builds a list of ints first, 8+ bytes per state byte
+        # (a 2,342-token image prompt's 28 MB state: 0.8 s and ~260 MB resident for a moment).
+        return ctypes.string_at(buffer, written)
 
     def load_state(self, state: bytes) -> None:
         self.clear()
