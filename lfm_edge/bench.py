@@ -3,8 +3,8 @@ and a follow-up on it), peak RSS, and the memory-bandwidth bound of decoding, on
 
 Definitions (llama-bench's where it has one):
 - ppN: N random token ids decoded in one batch from an empty context; only llama_decode is timed.
-- tgN: N tokens decoded one at a time from an empty context, each the argmax of the previous logits (greedy);
-  the whole loop is timed (decode + reading the logits + picking the token).
+- tgN: N tokens decoded one at a time from an empty context, each picked greedily (argmax, no penalties) by the
+  generation path's Sampler; the whole loop is timed (decode + picking the token).
 - tile / thumbnail encode: Model.vision.encode of one 512x512 crop / of the single crop the 512x385 image becomes.
 - TTFT: a 512x385 image + a short question, fresh context and empty image caches, from the call to the first
   sampled token (image decoding, preprocessing, encoding, prefill, first sample); follow-up TTFT: a second question
@@ -42,7 +42,7 @@ from lfm_edge.errors import ModelError
 from lfm_edge.generation import Completion, GenerationOptions
 from lfm_edge.image import load_image, preprocess
 from lfm_edge.model import LoadOptions, Model, load
-from lfm_edge.native.sampling import SamplingParams
+from lfm_edge.native.sampling import Sampler, SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel, default_threads
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ FOLLOW_UP = "What colour is it?"
 FORCED_REPLY = "It is a photo of coloured noise."
 DEFAULT_IMAGE_SIZE = (512, 385)  # width, height
 TILE = 512
+GREEDY = SamplingParams(temperature=0, repetition_penalty=1.0)  # plain argmax, as llama-bench's tg needs no sampler
 _MB = 2**20
 
 
@@ -115,13 +116,18 @@ def prompt_rate(text: TextModel, tokens: int, rng: np.random.Generator) -> float
 
 
 def decode_rate(text: TextModel, tokens: int, rng: np.random.Generator) -> float:
-    """tgN in tokens/s: greedy, one token per llama_decode, from an empty context (one random start token)."""
+    """tgN in tokens/s: greedy through the generation path's Sampler, one token per llama_decode, from an empty
+    context (one random start token)."""
     text.clear()
     text.decode_tokens([int(rng.integers(0, text.n_vocab))], 0)
-    started = time.perf_counter()
-    for position in range(1, tokens + 1):
-        text.decode_tokens([int(np.argmax(text.last_logits()))], position)
-    return tokens / (time.perf_counter() - started)
+    sampler = Sampler(GREEDY, text.vocab, text.n_ctx)
+    try:
+        started = time.perf_counter()
+        for position in range(1, tokens + 1):
+            text.decode_tokens([sampler.sample(text.ctx)], position)
+        return tokens / (time.perf_counter() - started)
+    finally:
+        sampler.close()
 
 
 def encode_ms(model: Model, crop: np.ndarray) -> float:

@@ -7,6 +7,10 @@ included, counted once); llama.cpp's penalties sampler does the same for the ids
 is a convention of its CLI, the sampler API clamps negatives to 0 = off) and the sampler is shown every prompt token
 before generation starts (image positions as the `<image>` id, which transformers' input_ids hold there).
 llama_sampler_sample accepts each sampled token itself.
+
+Plain greedy (temperature 0, no grammar, no penalties) is an argmax over the logits in place: llama_sampler_sample
+first copies all 65,536 logits into a candidate array, ~0.5 ms a token on a 2-core machine, 5% of a Q4_0 decode
+step. Same token: both take the first maximum.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from llama_cpp import llama_cpp as lc
 
 from lfm_edge.errors import ConfigError
@@ -101,6 +106,8 @@ class Sampler:
             for token in history:
                 lc.llama_sampler_accept(penalties, token)
             self._add(penalties)
+        plain = params.grammar is None and not penalized
+        self._argmax_width = int(lc.llama_vocab_n_tokens(vocab)) if params.temperature == 0 and plain else 0
         if params.temperature == 0:
             self._add(lc.llama_sampler_init_greedy())
         else:
@@ -116,6 +123,9 @@ class Sampler:
         lc.llama_sampler_chain_add(self._chain, sampler)
 
     def sample(self, ctx: lc.llama_context_p) -> int:
+        if self._argmax_width:
+            logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(self._argmax_width,))
+            return int(np.argmax(logits))
         return int(lc.llama_sampler_sample(self._chain, ctx, -1))
 
     def close(self) -> None:
