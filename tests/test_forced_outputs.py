@@ -11,7 +11,7 @@ import pytest
 import lfm_edge.model as api
 from lfm_edge.errors import ConfigError
 from lfm_edge.generation import GenerationOptions
-from lfm_edge.native.sampling import SamplingParams
+from lfm_edge.native.sampling import SamplingParams, grammar_blind_spot
 
 IMAGES = Path(__file__).parent / "images"
 PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}
@@ -70,3 +70,33 @@ def test_a_broken_grammar_is_a_config_error_and_the_model_still_works(model: api
     with pytest.raises(ConfigError, match="grammar"):
         model.generate("Hi", options=_forced("root ::= ("))
     assert model.generate("Hi", options=GenerationOptions(max_tokens=3)).completion_tokens == 3
+
+
+@pytest.mark.parametrize(
+    ("piece", "blind"),
+    [
+        (b"hello", False),
+        (b"\xc3\xa9", False),  # é
+        (b"\xe4\xb8", False),  # the first two bytes of a CJK character: a valid fragment
+        (b"\x80\x81", False),  # continuation bytes: the end of a character
+        (b"\xf0\x9f\x98\x80", False),  # an emoji
+        (b"\x00", False),  # llama.cpp's grammar rejects a piece that starts with NUL itself
+        (b"a\x00b", True),
+        (b"\xc1\xa8", True),  # an overlong "h": llama.cpp's grammar accepts it as "h"
+        (b"t\xc0\xaf", True),
+        (b"\xe0\x81\xa8", True),
+        (b"\xed\xa0\x80", True),  # a UTF-16 surrogate
+        (b"\xf4\x90\x80\x80", True),  # above U+10FFFF
+        (b"\xff", True),
+    ],
+)
+def test_grammar_blind_spots_are_exactly_the_pieces_no_utf8_text_holds(piece: bytes, blind: bool) -> None:
+    assert grammar_blind_spot(piece) is blind
+
+
+def test_a_forced_literal_comes_out_exactly(model: api.Model) -> None:
+    """Without the ban, the tiny vocabulary's overlong token b"\\xc1\\xa8" satisfies the grammar's "h"."""
+    literal = "<think>Let me see, which hue?</think>Blue."
+    for seed in range(4):
+        options = GenerationOptions(max_tokens=48, sampling=SamplingParams(seed=seed, grammar=f'root ::= "{literal}"'))
+        assert model.generate("Colour?", options=options).text == literal

@@ -197,3 +197,17 @@ def test_detect_returns_pixel_boxes(client: openai.OpenAI) -> None:
     assert isinstance(found, dict) and found["object"] == "detection" and not found["errors"]
     assert (found["width"], found["height"]) == (640, 480)
     assert found["boxes"][0]["label"] == "cat" and found["boxes"][0]["bbox"] == [160.0, 240.0, 480.0, 480.0]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_comes_back_as_reasoning_content(client: openai.OpenAI, stream: bool) -> None:
+    grammar = 'root ::= "<think>Let me see.</think>" "Blue."'
+    request = {"model": MODEL_ID, "messages": _user("Colour?"), "max_tokens": 32, "extra_body": {"grammar": grammar}}
+    if stream:
+        chunks = [c for c in client.chat.completions.create(**request, stream=True) if c.choices]  # type: ignore[call-overload]
+        reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks)
+        content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    else:
+        message = client.chat.completions.create(**request).choices[0].message  # type: ignore[call-overload]
+        reasoning, content = (message.model_extra or {}).get("reasoning_content"), message.content
+    assert (reasoning, content) == ("Let me see.", "Blue.")

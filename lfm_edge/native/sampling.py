@@ -16,6 +16,7 @@ step. Same token: both take the first maximum.
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -55,22 +56,31 @@ class SamplingParams:
                 raise ConfigError(message)
 
 
-_NUL_TOKENS: dict[int, tuple[int, ...]] = {}
+_UNCHECKED_TOKENS: dict[int, tuple[int, ...]] = {}
+# Byte patterns that never occur in UTF-8 text: bytes C0, C1 and F5-FF, overlong 3- and 4-byte leads (E0 80-9F,
+# F0 80-8F), UTF-16 surrogates (ED A0-BF) and code points above U+10FFFF (F4 90-BF).
+_NEVER_UTF8 = re.compile(rb"[\xc0\xc1\xf5-\xff]|\xe0[\x80-\x9f]|\xed[\xa0-\xbf]|\xf0[\x80-\x8f]|\xf4[\x90-\xbf]")
 
 
-def _tokens_with_inner_nul(vocab: lc.llama_vocab_p) -> tuple[int, ...]:
-    """Tokens whose text holds a NUL byte after the first: llama.cpp's grammar reads a piece as a C string, so it
-    checks only the part before the NUL and lets the rest through unchecked. They are banned under a grammar."""
+def grammar_blind_spot(piece: bytes) -> bool:
+    """True for a token piece that llama.cpp's grammar would check wrongly: a NUL byte after the first (the grammar
+    reads the piece as a C string and lets the rest through unchecked), or bytes no UTF-8 text holds (its decoder
+    accepts overlong forms, so b"\xc1\xa8" passes as "h" and the output shows replacement characters)."""
+    return (len(piece) > 1 and b"\x00" in piece[1:]) or _NEVER_UTF8.search(piece) is not None
+
+
+def _grammar_blind_tokens(vocab: lc.llama_vocab_p) -> tuple[int, ...]:
+    """The tokens of `vocab` for which grammar_blind_spot holds; they are banned under a grammar."""
     key = ctypes.cast(vocab, ctypes.c_void_p).value or 0
-    if key not in _NUL_TOKENS:
+    if key not in _UNCHECKED_TOKENS:
         buffer = ctypes.create_string_buffer(256)
         found = []
         for token in range(lc.llama_vocab_n_tokens(vocab)):
             size = lc.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)
-            if size > 1 and b"\x00" in buffer.raw[1:size]:
+            if grammar_blind_spot(buffer.raw[: max(size, 0)]):
                 found.append(token)
-        _NUL_TOKENS[key] = tuple(found)
-    return _NUL_TOKENS[key]
+        _UNCHECKED_TOKENS[key] = tuple(found)
+    return _UNCHECKED_TOKENS[key]
 
 
 def _ban(vocab: lc.llama_vocab_p, tokens: tuple[int, ...]) -> lc.llama_sampler_p:
@@ -95,7 +105,7 @@ class Sampler:
             if not grammar:
                 self.close()
                 raise ConfigError("the grammar does not parse (llama.cpp GBNF, with a `root` rule); see --verbose")
-            self._add(_ban(vocab, _tokens_with_inner_nul(vocab)))
+            self._add(_ban(vocab, _grammar_blind_tokens(vocab)))
             self._add(grammar)
         penalized = params.repetition_penalty != 1 or params.frequency_penalty or params.presence_penalty
         if penalized:
