@@ -141,6 +141,7 @@ def _rows(variant: dict[str, Any], transformers: dict[str, Any], goals: bool) ->
     vs_tg, vs_rss = ratios["tg_ours_over_transformers_f32"], ratios["rss_ours_over_transformers_f32"]
     tf_tg = _goal(vs_tg, GOALS["vs_transformers_tg"]) if goals else _num(vs_tg)
     tf_rss = _goal(vs_rss, GOALS["vs_transformers_rss"], at_least=False) if goals else _num(vs_rss)
+    speed = " speed" if ratios["encode_speed_ours_over_mtmd_cli"] is not None else ""
     pp_cell = _with_best(
         _goal(ratios["pp_ours_over_llama_bench"], GOALS["pp"]), ratios["best_pp_ours_over_llama_bench"]
     )
@@ -154,7 +155,7 @@ def _rows(variant: dict[str, Any], transformers: dict[str, Any], goals: bool) ->
         ["tg (tok/s)", _num(ours["decode_tok_s"]), _num(llama.get("decode_tok_s")), *tf["decode_tok_s"],
          tg_cell, tf_tg],
         ["encode one 512x512 tile (ms)", _num(ours["tile_encode_ms"]), _num(llama.get("slice_encode_ms")), *blank,
-         _with_best(_goal(ratios["encode_speed_ours_over_mtmd_cli"], GOALS["encode"]) + " speed",
+         _with_best(_goal(ratios["encode_speed_ours_over_mtmd_cli"], GOALS["encode"]) + speed,
                     ratios["best_encode_speed_ours_over_mtmd_cli"]), ""],
         ["encode the 512x384 thumbnail (ms)", _num(ours["thumbnail_encode_ms"]), "—", *blank, "", ""],
         ["TTFT 512x385 image + question (ms)", _num(ours["ttft_ms"]), "—", *tf["ttft_ms"], "", ""],
@@ -202,9 +203,10 @@ def format_markdown(report: dict[str, Any]) -> str:
     if transformers:
         first = next(iter(transformers.values()))
         notes.append(f"- transformers {first['transformers']}, torch {first['torch']}, CPU, same checkpoint folder.")
-    notes.append(
-        "- raw llama.cpp: pp/tg from llama-bench, tile encode from llama-mtmd-cli's log, RSS of llama-mtmd-cli."
-    )
+    if "llama.cpp" not in report["not_measured"]:
+        notes.append(
+            "- raw llama.cpp: pp/tg from llama-bench, tile encode from llama-mtmd-cli's log, RSS of llama-mtmd-cli."
+        )
     if transformers and not report["quick"]:
         notes.append("- the goals against transformers (≥ 8.5x its f32 decode, ≤ 1/3 of its peak RSS) are Q4_0's.")
     return "\n".join([*lines, "Notes:", "", *notes, ""])
