@@ -100,3 +100,16 @@ def test_a_forced_literal_comes_out_exactly(model: api.Model) -> None:
     for seed in range(4):
         options = GenerationOptions(max_tokens=48, sampling=SamplingParams(seed=seed, grammar=f'root ::= "{literal}"'))
         assert model.generate("Colour?", options=options).text == literal
+
+
+def test_logit_bias_is_validated_and_bans(model: api.Model) -> None:
+    with pytest.raises(ConfigError, match="logit_bias"):
+        SamplingParams(logit_bias=((3, float("nan")),))
+    greedy = GenerationOptions(max_tokens=1, sampling=SamplingParams(temperature=0))
+    first = model.generate("Hello", options=greedy).token_ids[0]
+    banned = SamplingParams(temperature=0, logit_bias=((first, float("-inf")),))
+    assert model.generate("Hello", options=GenerationOptions(max_tokens=1, sampling=banned)).token_ids[0] != first
+    outside = SamplingParams(logit_bias=((10**7, 1.0),))
+    with pytest.raises(ConfigError, match="outside the vocabulary"):
+        model.generate("Hello", options=GenerationOptions(max_tokens=1, sampling=outside))
+    assert model.generate("Hello", options=greedy).token_ids[0] == first  # the model still works

@@ -211,3 +211,14 @@ def test_reasoning_comes_back_as_reasoning_content(client: openai.OpenAI, stream
         message = client.chat.completions.create(**request).choices[0].message  # type: ignore[call-overload]
         reasoning, content = (message.model_extra or {}).get("reasoning_content"), message.content
     assert (reasoning, content) == ("Let me see.", "Blue.")
+
+
+def test_logit_bias_bans_the_greedy_token(client: openai.OpenAI) -> None:
+    request = {"model": MODEL_ID, "messages": _user("Hi"), "max_tokens": 1, "temperature": 0}
+    first = client.chat.completions.create(**request, extra_body={"return_tokens": True})  # type: ignore[call-overload]
+    greedy = (first.model_extra or {}).get("tokens")
+    assert greedy, "the extension field tokens lists the generated ids"
+    banned = client.chat.completions.create(**request, logit_bias={str(greedy[0]): -100})  # type: ignore[call-overload]
+    assert banned.choices[0].message.content != first.choices[0].message.content
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(**request, logit_bias={"99999999": -100})  # type: ignore[call-overload]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import math
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -178,9 +179,12 @@ def test_the_plan_keeps_model_card_defaults_for_fields_left_out() -> None:
     assert plan_chat(_request(max_tokens=10**6), 4096, LIMITS, (10, 11)).options.max_tokens == 4096
 
 
-def test_tool_choice_none_hides_the_tools_and_required_forces_a_call() -> None:
+def test_tool_choice_none_keeps_the_tools_but_bans_the_call_marker_and_required_forces_a_call() -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    assert plan_chat(_request(tools=tools, tool_choice="none"), 4096, LIMITS, (10, 11)).render.tools is None
+    silenced = plan_chat(_request(tools=tools, tool_choice="none", logit_bias={"7": -5}), 4096, LIMITS, (10, 11))
+    assert silenced.render.tools == tools
+    assert silenced.options.sampling.logit_bias == ((7, -5.0), (10, -math.inf))
+    assert plan_chat(_request(tools=tools, tool_choice="none"), 4096, LIMITS, None).render.tools is None
     auto = plan_chat(_request(tools=tools), 4096, LIMITS, (10, 11))
     assert auto.render.tools == tools and auto.options.sampling.grammar is None
     forced = plan_chat(_request(tools=tools, tool_choice="required"), 4096, LIMITS, (10, 11))
@@ -197,6 +201,7 @@ def test_tool_choice_none_hides_the_tools_and_required_forces_a_call() -> None:
         {"grammar": 'root ::= "a"', "response_format": {"type": "json_object"}},
         {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}},
         {"n": 3},
+        {"logit_bias": {"hello": 1}},
         {"logprobs": True},
     ],
 )  # fmt: skip

@@ -16,8 +16,9 @@ step. Same token: both take the first maximum.
 from __future__ import annotations
 
 import ctypes
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     seed: int | None = None
     grammar: str | None = None  # GBNF (llama.cpp grammar) the output must match; `<[id]>` names a token id
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit); -inf bans the token
 
     def __post_init__(self) -> None:
         checks = [
@@ -50,6 +52,10 @@ class SamplingParams:
             (self.top_k >= 0, f"top_k {self.top_k} must be >= 0 (0 = off)"),
             (self.repetition_penalty > 0, f"repetition_penalty {self.repetition_penalty} must be > 0 (1 = off)"),
             (self.seed is None or 0 <= self.seed < 2**32, f"seed {self.seed} must be in [0, 2**32)"),
+            (
+                all(token >= 0 and (math.isfinite(bias) or bias == -math.inf) for token, bias in self.logit_bias),
+                f"logit_bias {self.logit_bias!r:.80}: token ids must be >= 0 and biases finite (or -inf to ban)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -83,14 +89,21 @@ def _grammar_blind_tokens(vocab: lc.llama_vocab_p) -> tuple[int, ...]:
     return _UNCHECKED_TOKENS[key]
 
 
-def _ban(vocab: lc.llama_vocab_p, tokens: tuple[int, ...]) -> lc.llama_sampler_p:
-    biases = (lc.llama_logit_bias * max(1, len(tokens)))()
-    entries: Any = biases  # ctypes structs; llama-cpp-python annotates token as c_int32
-    for index, token in enumerate(tokens):
+def _biases(vocab: lc.llama_vocab_p, biases: Sequence[tuple[int, float]]) -> lc.llama_sampler_p:
+    n_vocab = lc.llama_vocab_n_tokens(vocab)
+    outside = [token for token, _ in biases if token >= n_vocab]
+    if outside:
+        raise ConfigError(f"logit_bias names token ids {outside[:5]} outside the vocabulary (0..{n_vocab - 1})")
+    entries: Any = (lc.llama_logit_bias * max(1, len(biases)))()  # llama-cpp-python annotates token as c_int32
+    for index, (token, bias) in enumerate(biases):
         entries[index].token = token
-        entries[index].bias = float("-inf")
-    sampler: lc.llama_sampler_p = lc.llama_sampler_init_logit_bias(lc.llama_vocab_n_tokens(vocab), len(tokens), biases)
+        entries[index].bias = bias
+    sampler: lc.llama_sampler_p = lc.llama_sampler_init_logit_bias(n_vocab, len(biases), entries)
     return sampler
+
+
+def _ban(vocab: lc.llama_vocab_p, tokens: Sequence[int]) -> lc.llama_sampler_p:
+    return _biases(vocab, [(token, -math.inf) for token in tokens])
 
 
 class Sampler:
@@ -100,6 +113,12 @@ class Sampler:
         """`history`: the prompt's token ids, shown to the repetition penalty only (never to the grammar, which
         constrains the output alone)."""
         self._chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if params.logit_bias:
+            try:
+                self._add(_biases(vocab, params.logit_bias))
+            except ConfigError:
+                self.close()
+                raise
         if params.grammar is not None:
             grammar = lc.llama_sampler_init_grammar(vocab, params.grammar.encode(), b"root")
             if not grammar:
@@ -116,7 +135,7 @@ class Sampler:
             for token in history:
                 lc.llama_sampler_accept(penalties, token)
             self._add(penalties)
-        plain = params.grammar is None and not penalized
+        plain = params.grammar is None and not penalized and not params.logit_bias
         self._argmax_width = int(lc.llama_vocab_n_tokens(vocab)) if params.temperature == 0 and plain else 0
         if params.temperature == 0:
             self._add(lc.llama_sampler_init_greedy())

@@ -91,7 +91,7 @@ async def chat_completions(request: Request) -> Response:
         return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
     if completion is None:  # the client went away; nobody reads this
         return Response(status_code=499)
-    return JSONResponse(completion_body(reply, completion))
+    return JSONResponse(completion_body(reply, completion, body.return_tokens))
 
 
 def _delta_chunks(reply: Reply, delta: StreamDelta, calls_so_far: int) -> list[bytes]:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from lfm_edge.model import DETECT_OPTIONS
 from lfm_edge.parse import Detection
 from lfm_edge.server.images import image_bytes
-from lfm_edge.server.plan import generation_options
+from lfm_edge.server.plan import Constraint, generation_options
 from lfm_edge.server.schema import DetectRequest, parse_body
 from lfm_edge.server.state import ServerState
 
@@ -29,7 +29,7 @@ async def detect(request: Request) -> dict[str, Any]:
     state.check_model(body.model)
     limits = state.options.limits
     data = await run_in_threadpool(image_bytes, body.image, limits, state.options.allow_remote_images, "image")
-    options = generation_options(body, state.n_ctx, limits, body.grammar, base=DETECT_OPTIONS)
+    options = generation_options(body, state.n_ctx, limits, Constraint(body.grammar), base=DETECT_OPTIONS)
 
     def job(emit: Callable[[Any], None], _: threading.Event) -> None:
         emit(state.model.detect(data, body.query, options))

@@ -4,6 +4,7 @@ for every field the request leaves out), render options (tools) and the output g
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +32,33 @@ def check_supported(request: ChatRequest) -> None:
         raise RequestError("logprobs are not supported by this server", 400, None, "logprobs")
 
 
-def generation_options(fields: SamplingFields, n_ctx: int, limits: Limits, grammar: str | None = None,
+@dataclass(frozen=True)
+class Constraint:
+    """What the answer is held to beyond sampling: a GBNF grammar, and token ids it may never contain."""
+
+    grammar: str | None = None
+    banned: tuple[int, ...] = ()
+
+
+def logit_bias(fields: SamplingFields, banned: tuple[int, ...] = ()) -> tuple[tuple[int, float], ...]:
+    """OpenAI's {"token id": bias in [-100, 100]} as (id, bias) pairs, plus -inf for the `banned` ids."""
+    pairs = []
+    for key, bias in (fields.logit_bias or {}).items():
+        if not key.isdigit() or len(key) > 9:
+            raise RequestError(f"logit_bias key {key[:20]!r} is not a token id", 400, "invalid_value", "logit_bias")
+        pairs.append((int(key), bias))
+    return (*pairs, *((token, -math.inf) for token in banned))
+
+
+def generation_options(fields: SamplingFields, n_ctx: int, limits: Limits, constraint: Constraint = Constraint(),
                        base: GenerationOptions | None = None) -> GenerationOptions:  # fmt: skip
     """The request's sampling fields over `base` (default: the model card's); max_tokens defaults to the context."""
     base = base or GenerationOptions(max_tokens=n_ctx)
     changes: dict[str, Any] = {
         name: getattr(fields, name) for name in _SAMPLING_FIELDS if getattr(fields, name) is not None
     }
-    sampling = dataclasses.replace(base.sampling, **changes, grammar=grammar)
+    biases = logit_bias(fields, constraint.banned)
+    sampling = dataclasses.replace(base.sampling, **changes, grammar=constraint.grammar, logit_bias=biases)
     stops = [fields.stop] if isinstance(fields.stop, str) else list(fields.stop or [])
     if len(stops) > limits.max_stop or not all(stops):
         raise RequestError(f"stop: give at most {limits.max_stop} non-empty strings", 400, "invalid_value", "stop")
@@ -67,8 +87,11 @@ def plan_chat(request: ChatRequest, n_ctx: int, limits: Limits, markers: tuple[i
             400,
             "invalid_value",
         )
-    options = generation_options(request, n_ctx, limits, grammars[0] if grammars else None)
-    shown = [tool.model_dump(exclude_none=True) for tool in tools] if choice != "none" else None
+    # "none": the tools stay in the prompt (as OpenAI keeps them) and the tool-call marker is banned.
+    silenced = choice == "none" and bool(tools)
+    banned = (markers[0],) if silenced and markers is not None else ()
+    options = generation_options(request, n_ctx, limits, Constraint(grammars[0] if grammars else None, banned))
+    shown = [tool.model_dump(exclude_none=True) for tool in tools] if banned or not silenced else None
     return ChatPlan(options, RenderOptions(tools=shown or None))
 
 

@@ -59,7 +59,7 @@ def finish_reason(completion: Completion) -> str:
     return "tool_calls" if completion.message.tool_calls else completion.finish_reason
 
 
-def completion_body(reply: Reply, completion: Completion) -> dict[str, Any]:
+def completion_body(reply: Reply, completion: Completion, with_tokens: bool = False) -> dict[str, Any]:
     parsed = completion.message
     message: dict[str, Any] = {"role": "assistant", "content": parsed.content or (None if parsed.tool_calls else "")}
     if parsed.tool_calls:
@@ -74,7 +74,7 @@ def completion_body(reply: Reply, completion: Completion) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(completion)}],
         "usage": usage(completion),
         "timings": timings(completion),
-    }
+    } | ({"tokens": list(completion.token_ids)} if with_tokens else {})
 
 
 def chunk(reply: Reply, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

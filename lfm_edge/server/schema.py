@@ -112,6 +112,7 @@ class SamplingFields(_Body):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     stop: str | list[str] | None = None
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None  # {"token id": bias}
 
 
 class ChatRequest(SamplingFields):
@@ -124,6 +125,7 @@ class ChatRequest(SamplingFields):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     grammar: str | None = None  # extension (llama-server): GBNF the answer must match
+    return_tokens: bool = False  # extension (llama-server): the generated token ids in `tokens`
     n: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool | None = None
 
