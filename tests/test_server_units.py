@@ -236,3 +236,35 @@ def test_errors_map_to_openai_shape_without_leaking_internals(error: Exception, 
     payload = error_payload(mapped)["error"]
     assert set(payload) == {"message", "type", "param", "code"}
     assert "/home/x" not in payload["message"]
+
+
+def test_an_error_after_the_first_token_travels_as_an_sse_error_event() -> None:
+    import asyncio
+    import json
+    import threading
+    from collections.abc import AsyncGenerator
+    from typing import Any
+
+    from lfm_edge.server.chat_route import _sse
+    from lfm_edge.server.responses import Reply
+
+    class _QuietClient:  # a client that never disconnects
+        async def receive(self) -> dict[str, Any]:
+            await asyncio.Event().wait()
+            return {}
+
+    async def events() -> AsyncGenerator[Any, None]:
+        yield "more"
+        raise ModelError("llama_decode failed with status 1")
+
+    async def collect() -> list[bytes]:
+        cancelled = threading.Event()
+        stream = _sse(_QuietClient(), Reply("m"), ("Hello", events(), cancelled), False)  # type: ignore[arg-type]
+        out = [data async for data in stream]
+        assert cancelled.is_set()
+        return out
+
+    sent = [json.loads(data.decode().removeprefix("data: ")) for data in asyncio.run(collect())]
+    assert [s["choices"][0]["delta"] for s in sent[:-1]] == [{"role": "assistant", "content": ""}, {"content": "Hello"},
+                                                           {"content": "more"}]  # fmt: skip
+    assert sent[-1]["error"]["code"] == "internal_error" and "llama_decode" not in sent[-1]["error"]["message"]
