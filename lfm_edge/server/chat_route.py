@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from lfm_edge.generation import Completion
 from lfm_edge.parse import StreamDelta, ToolCallStreamFilter
-from lfm_edge.server.messages import check_counts, template_messages
+from lfm_edge.server.messages import template_messages
 from lfm_edge.server.plan import ChatPlan, plan_chat
 from lfm_edge.server.problems import as_request_error, error_payload
 from lfm_edge.server.responses import Reply, chunk, completion_body, sse, tool_call_json, usage, usage_chunk
@@ -69,7 +69,6 @@ async def chat_completions(request: Request) -> Response:
     state.check_model(body.model)
     limits = state.options.limits
     plan = plan_chat(body, state.n_ctx, limits, state.tool_markers)
-    check_counts(body.messages, limits)
     messages = await run_in_threadpool(template_messages, body.messages, limits, state.options.allow_remote_images)
     cancelled = threading.Event()
     events = state.worker.run(partial(_generate, state, messages, plan), cancelled)

@@ -89,8 +89,7 @@ def chunk(reply: Reply, delta: dict[str, Any], finish: str | None = None) -> dic
 
 def usage_chunk(reply: Reply, completion: Completion) -> dict[str, Any]:
     """The last chunk: no choices, the usage (what OpenAI sends for stream_options.include_usage)."""
-    body = chunk(reply, {}) | {"choices": [], "usage": usage(completion), "timings": timings(completion)}
-    return body
+    return chunk(reply, {}) | {"choices": [], "usage": usage(completion), "timings": timings(completion)}
 
 
 def sse(payload: dict[str, Any] | str) -> bytes:
