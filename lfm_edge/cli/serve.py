@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from lfm_edge.cli_errors import friendly_errors
-from lfm_edge.cli_model import model_options, open_model
+from lfm_edge.cli.errors import friendly_errors
+from lfm_edge.cli.model import model_options, open_model
 from lfm_edge.errors import ConfigError
 
 

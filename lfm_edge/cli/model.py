@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from lfm_edge.cli_errors import friendly_errors
+from lfm_edge.cli.errors import friendly_errors
 from lfm_edge.generation import Completion, GenerationOptions
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from lfm_edge.cli_errors import friendly_errors
-from lfm_edge.cli_model import generation, generation_options, image_knobs, model_options, open_model
+from lfm_edge.cli.errors import friendly_errors
+from lfm_edge.cli.model import generation, generation_options, image_knobs, model_options, open_model
 
 
 @click.command()

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from lfm_edge import __version__
-from lfm_edge.cli_errors import friendly_errors as _friendly_errors
-from lfm_edge.cli_model import caption, chat, info, run
-from lfm_edge.cli_serve import serve
-from lfm_edge.cli_skills import detect, tools
+from lfm_edge.cli.errors import friendly_errors as _friendly_errors
+from lfm_edge.cli.model import caption, chat, info, run
+from lfm_edge.cli.serve import serve
+from lfm_edge.cli.skills import detect, tools
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,5 +143,3 @@ def bench(model: str, image: Path | None, mmproj: Path | None, out: Path | None,
 for _command in (run, chat, caption, info, tools, detect, serve):
     main.add_command(_command)
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
