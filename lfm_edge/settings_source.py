@@ -98,6 +98,10 @@ def read_config_folder(folder: Path, mmproj: Mapping[str, Any]) -> tuple[Process
     for path, config in sections:
         section = _settings_section(path, config)
         _check_against_mmproj(path, section, mmproj)
+        try:  # alone first, so that an error names the file
+            ProcessorSettings.from_processor_config(section)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
         merged.update(section)
     if not _LAYOUT_KNOBS & {key for key, value in merged.items() if value is not None}:
         return None
@@ -123,8 +127,7 @@ def _read_json(path: Path) -> Mapping[str, Any]:
 
 
 def _settings_section(path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The knobs of one file (LFM2.5's ``image_processor`` section or LFM2-VL's flat layout), validated alone so
-    that an error names the file and the key."""
+    """The knobs of one file: LFM2.5's ``image_processor`` section or LFM2-VL's flat layout."""
     section = config.get("image_processor", config)
     if not isinstance(section, Mapping):
         raise ConfigError(f"{path}: key 'image_processor' must be an object, not {type(section).__name__}")
@@ -134,17 +137,13 @@ def _settings_section(path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     values = dict(section)
     if "use_image_special_tokens" not in values and "use_image_special_tokens" in config:
         values["use_image_special_tokens"] = config["use_image_special_tokens"]
-    try:
-        ProcessorSettings.from_processor_config(values)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
     return values
 
 
 def _check_against_mmproj(path: Path, section: Mapping[str, Any], mmproj: Mapping[str, Any]) -> None:
     for key, mmproj_key in _FIXED_BY_MMPROJ.items():
         value, fixed = section.get(key), mmproj.get(mmproj_key)
-        if value is not None and fixed is not None and int(fixed) != value:
+        if value is not None and fixed is not None and value != int(fixed):
             raise ConfigError(
                 f"{path}: {key}={value!r} contradicts the mmproj, whose {mmproj_key} is {int(fixed)}: this config "
                 "belongs to another model; fix the key or remove the file"
