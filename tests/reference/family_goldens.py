@@ -27,6 +27,8 @@ OUT = GOLDENS / "family"
 MODELS = {
     "LFM2-VL-450M": ("lfm2-vl", "lfm2_vl_450m"),
     "LFM2.5-VL-450M": ("official-2.5", "official"),
+    # Its config.json is not public here: the LFM2-VL-450M structure stands in; only the name is LFM2-VL-1.6B's.
+    "LFM2-VL-1.6B": ("lfm2-vl", "lfm2_vl_1_6b"),
 }
 
 
