@@ -17,18 +17,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import convert.metadata
+import lfm_edge.model as api
 from convert.api import ConvertOptions, convert_checkpoint
 from convert.synthetic import CheckpointSpec, write_checkpoint
+from lfm_edge.engine import ImageBlock
 from lfm_edge.errors import ConfigError
 from lfm_edge.image import ProcessorSettings, plan_layout
 from lfm_edge.image.family import FAMILY, Signature, by_name, by_signature
 from lfm_edge.mmproj import mmproj_signature, read_gguf_metadata
+from lfm_edge.native.text import ContextOptions
+from lfm_edge.prompt import RenderOptions
 from lfm_edge.resolve import ModelFiles
 from lfm_edge.settings_source import resolve_settings
 from tests import test_image_goldens as image_goldens
+from tests import test_image_prompts as image_prompts
+from tests.conftest import MODEL_INDEX, model_cases
 from tests.test_convert_llamacpp import _golden_metadata, _golden_tensors, _metadata, _tensors
 
 GOLDENS = Path(__file__).parent / "goldens" / "family"
@@ -114,6 +121,28 @@ def test_lfm2_vl_450m_no_thumbnail_end_to_end(llama_cpp_like: Callable[[str], Mo
     assert report["image processor"]["source"].startswith("table (LFM2-VL-450M")
     layout = plan_layout(1024, 768, _resolve(files).settings)
     assert layout.grid == (3, 2) and not layout.thumbnail
+
+
+@pytest.mark.parametrize("case", [case for layout, case in model_cases("image_") if layout == "lfm2-vl"])
+def test_llama_cpp_lfm2_vl_450m_image_prompt_matches_transformers(
+    llama_cpp_like: Callable[[str], ModelFiles], case: str
+) -> None:
+    """The whole image path on the key-less LFM2-VL-450M pair: transformers' token sequence and logits (the
+    goldens were made with LFM2-VL-450M's processor, no thumbnail)."""
+    files = llama_cpp_like("LFM2-VL-450M")
+    entry = MODEL_INDEX["layouts"]["lfm2-vl"]["cases"][case]
+    golden = np.load(GOLDENS.parent / "model" / entry["npz"])
+    options = api.LoadOptions(context=ContextOptions(n_ctx=4096, n_threads=2, parity=True), mmproj=files.mmproj)
+    with api.load(files.text, options) as model:
+        assert model.settings_source.kind == "table"
+        items = model.prompts.build(image_prompts._messages(entry), RenderOptions(), model.settings)
+        ids = [i for item in items for i in ([396] * item.length if isinstance(item, ImageBlock) else [item])]
+        assert ids == golden["input_ids"].tolist()
+        model.engine.reset()
+        model.engine.prefill(items)
+        logits = model.engine.logits()
+    assert float(np.abs(logits - golden["last_logits"]).max()) <= image_prompts.TOLERANCE
+    assert int(np.argmax(logits)) == entry["argmax_last"]
 
 
 def test_processor_config_beside_wins_over_the_table(
