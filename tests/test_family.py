@@ -333,3 +333,14 @@ def test_models_endpoint_and_api_show_the_settings_source(converted: Callable[..
     image = listed["data"][0]["image_settings"]
     assert image["source"] == str(model.settings_source)
     assert image["use_thumbnail"] is model.settings.use_thumbnail
+
+
+def test_synthetic_model_option_writes_that_models_files(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lfm_edge.cli import main
+
+    result = CliRunner().invoke(main, ["synthetic", str(tmp_path / "LFM2-VL-450M"), "--model", "LFM2-VL-450M"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "LFM2-VL-450M" / "processor_config.json").read_text())
+    assert written == json.loads((OFFICIAL / "lfm2-vl-450m" / "processor_config.json").read_text())
