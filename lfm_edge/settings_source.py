@@ -172,7 +172,11 @@ def _from_hub(files: ModelFiles, mmproj: Mapping[str, Any]) -> ResolvedSettings 
     folder = hub_config.fetch_configs(original, located.cache_dir, CONFIG_FILES)
     if folder is None:
         return None
-    found = read_config_folder(folder, mmproj)
+    try:
+        found = read_config_folder(folder, mmproj)
+    except ConfigError as exc:  # a remote file must not stop the model from loading: fall back, loudly
+        log.warning("ignoring the processor config of %s: %s", original, exc)
+        return None
     if found is None:
         return None
     return ResolvedSettings(found[0], SettingsSource("hub", f"{original}: {found[1].name}, original of {located.repo}"))

@@ -344,3 +344,32 @@ def test_synthetic_model_option_writes_that_models_files(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / "LFM2-VL-450M" / "processor_config.json").read_text())
     assert written == json.loads((OFFICIAL / "lfm2-vl-450m" / "processor_config.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("layout", "model"), [("lfm2-vl", "LFM2-VL-450M"), ("official-2.5", "LFM2.5-VL-450M")])
+def test_full_size_mmproj_without_keys_is_recognised_by_its_structure(tmp_path: Path, layout: str, model: str) -> None:
+    """Official shapes under a name that says nothing (general.name 'Full Lfm2 Vl'): the structure decides."""
+    folder = write_checkpoint(tmp_path / f"full-{layout}", CheckpointSpec("full", layout))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(convert.metadata, "_processor_metadata", lambda *args: None)
+        result = convert_checkpoint(folder, ConvertOptions(tmp_path / "out", "f16", quiet=True))
+    resolved = _resolve(ModelFiles(result.text, result.mmproj))
+    assert (resolved.source.kind, resolved.model) == ("table", model)
+    assert "structure" in resolved.source.detail
+
+
+def test_unusable_hub_config_is_a_warning_and_the_next_source_is_used(
+    llama_cpp_like: Callable[[str], ModelFiles],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """LFM2-VL-3B-like: the original repo's preprocessor config asks for bicubic resampling."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    files = _hub_pair(llama_cpp_like, tmp_path)
+    _hub_snapshot(tmp_path, "Someone/Tiny-VL", {"preprocessor_config.json": '{"resample": 3, "max_tiles": 6}'})
+    with caplog.at_level(logging.WARNING):
+        resolved = _resolve(files)
+    assert resolved.source.kind == "defaults"
+    assert "preprocessor_config.json: processor config has resample=3" in caplog.text
