@@ -95,6 +95,7 @@ goldens: reference
 	$(REF_PY) -m tests.reference.load_manifest
 	$(REF_PY) -m tests.reference.model_goldens
 	$(REF_PY) -m tests.reference.llamacpp_goldens
+	$(REF_PY) -m tests.reference.family_goldens
 	$(REF_PY) -m tests.reference.transformers_saved
 
 clean:

@@ -27,6 +27,7 @@ from lfm_edge.native.vision import VisionEncoder, VisionOptions
 from lfm_edge.parse import Detection, detection_prompt, parse_detections
 from lfm_edge.prompt import ChatTemplate, RenderOptions
 from lfm_edge.resolve import ModelFiles, resolve
+from lfm_edge.settings_source import resolve_settings
 
 if TYPE_CHECKING:
     from lfm_edge.chat import Chat
@@ -70,7 +71,9 @@ class Model:
         try:
             text_meta = {key: self.text.metadata(key) for key in ("general.architecture", "tokenizer.chat_template")}
             check_pair(text_meta, mmproj_meta, self.text.n_embd, files)
-            self.settings = ProcessorSettings.from_gguf_metadata(mmproj_meta) if mmproj_meta else ProcessorSettings()
+            # The best source of the image settings (lfm_edge.settings_source); `settings_source` says which.
+            resolved = resolve_settings(files, mmproj_meta)
+            self.settings, self.settings_source = resolved.settings, resolved.source
             self.template = ChatTemplate(str(text_meta["tokenizer.chat_template"] or _fallback_template()))
             threads = self.text.options.n_threads or default_threads()
             vision_options = VisionOptions(n_threads=threads, use_gpu=options.mmproj_on_gpu)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -70,8 +71,14 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 async def list_models(request: Request) -> dict[str, Any]:
     state: ServerState = request.app.state.lfm
     ids = state.options.model_ids
-    return {"object": "list", "data": [{"id": i, "object": "model", "created": state.started, "owned_by": "lfm-edge"}
-                                       for i in ids]}  # fmt: skip
+    image = image_settings_record(state.model)  # lfm_edge extension: the image settings and their source
+    return {"object": "list", "data": [{"id": i, "object": "model", "created": state.started, "owned_by": "lfm-edge",
+                                        "image_settings": image} for i in ids]}  # fmt: skip
+
+
+def image_settings_record(model: Model) -> dict[str, Any]:
+    settings, source = model.settings, getattr(model, "settings_source", None)
+    return {"source": str(source) if source is not None else None, **dataclasses.asdict(settings)}
 
 
 async def health(request: Request) -> dict[str, Any]:
