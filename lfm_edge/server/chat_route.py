@@ -66,7 +66,6 @@ async def chat_completions(request: Request) -> Response:
             raise
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            assert reservation is not None
             stream = _sse(request, reply, (first, events, scope.cancelled), include_usage, reservation)
             reservation = None  # the stream releases it when it ends
             return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
@@ -91,7 +90,7 @@ def _delta_chunks(reply: Reply, delta: StreamDelta, calls_so_far: int) -> list[b
 
 
 async def _sse(request: Request, reply: Reply, source: tuple[Any, AsyncGenerator[Any, None], threading.Event],
-               include_usage: bool, reservation: Reservation) -> AsyncIterator[bytes]:  # fmt: skip
+               include_usage: bool, reservation: Reservation | None = None) -> AsyncIterator[bytes]:  # fmt: skip
     first, events, cancelled = source
     pieces = ToolCallStreamFilter()
     calls = 0
@@ -126,4 +125,5 @@ async def _sse(request: Request, reply: Reply, source: tuple[Any, AsyncGenerator
     finally:
         cancelled.set()
         await events.aclose()
-        reservation.release()
+        if reservation is not None:
+            reservation.release()
