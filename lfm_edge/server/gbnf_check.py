@@ -219,7 +219,7 @@ def _rule_body(scan: _Scan) -> int:
             if len(stack) > scan.budget.max_depth:
                 raise GrammarProblem(
                     f"groups nested deeper than the limit of {scan.budget.max_depth} at offset {scan.pos}",
-                    "max_depth",
+                    "max_grammar_depth",
                 )
             scan.pos += 1
             stack.append(_Group())
@@ -248,7 +248,7 @@ def check_gbnf(text: str, budget: GrammarBudget) -> None:
     """Raises GrammarProblem when `text` does not parse as GBNF with a `root` rule or is over `budget`."""
     size = len(text.encode("utf-8", errors="replace"))
     if size > budget.max_bytes:
-        raise GrammarProblem(f"the grammar is {size} bytes, over the limit of {budget.max_bytes}", "max_bytes")
+        raise GrammarProblem(f"the grammar is {size} bytes, over the limit of {budget.max_bytes}", "max_grammar_bytes")
     if "\x00" in text:
         raise GrammarProblem(f"the grammar contains a NUL character at offset {text.index(chr(0))}; write it as \\x00")
     scan = _Scan(text, budget)
@@ -257,7 +257,7 @@ def check_gbnf(text: str, budget: GrammarBudget) -> None:
         name = scan.name()
         scan.defined.add(name)
         if len(scan.defined) > budget.max_rules:
-            raise GrammarProblem(f"the grammar has more than {budget.max_rules} rules", "max_rules")
+            raise GrammarProblem(f"the grammar has more than {budget.max_rules} rules", "max_grammar_rules")
         scan.space(False)
         if not text.startswith("::=", scan.pos):
             raise scan.fail("expecting '::='")
@@ -267,7 +267,7 @@ def check_gbnf(text: str, budget: GrammarBudget) -> None:
         if scan.symbols > budget.max_symbols:
             raise GrammarProblem(
                 f"the grammar expands to more than {budget.max_symbols} symbols (repetitions written out)",
-                "max_symbols",
+                "max_grammar_symbols",
             )
         if scan.pos < len(text) and text[scan.pos] not in "\r\n":
             raise scan.fail("expecting the end of the rule")

@@ -34,7 +34,7 @@ def request_grammar(grammar: str, limits: Limits) -> str:
     try:
         check_gbnf(grammar, limits.grammar_budget)
     except GrammarProblem as problem:
-        limit = f" (limit {problem.limit}: see the README's server limits)" if problem.limit else ""
+        limit = f" ({problem.limit}; see the server limits in the README)" if problem.limit else ""
         raise RequestError(f"grammar: {problem}{limit}", 400, "invalid_grammar", "grammar") from None
     return grammar
 

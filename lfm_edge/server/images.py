@@ -128,6 +128,8 @@ def check_image(data: bytes, limits: Limits, param: str) -> CheckedImage:
                 frames = max(frames, int(getattr(image, "n_frames", 1)) if kind != "GIF" else frames)
     except RequestError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise RequestError(f"the image is too large: {exc}", 413, "image_too_large", param) from None
     except (Exception, Warning) as exc:  # Pillow raises many kinds for broken headers
         raise RequestError(f"the image cannot be read: {exc}", 400, "invalid_image", param) from None
     if frames > limits.max_image_frames:
