@@ -123,7 +123,7 @@ def test_an_unsatisfiable_grammar_is_an_openai_error_and_the_server_serves_on(se
     [
         (ico_hiding_a_big_png, 400, "unsupported_image_format"),
         (icns_hiding_a_big_png, 400, "unsupported_image_format"),
-        (lambda: progressive_jpeg_scan_bomb(), 413, "image_too_complex"),
+        (progressive_jpeg_scan_bomb, 413, "image_too_complex"),
         (lambda: gif_with_frames(1500), 413, "image_too_complex"),
         (lambda: bilevel_png(12000, 12000), 413, "image_too_large"),
     ],
