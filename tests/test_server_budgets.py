@@ -101,7 +101,10 @@ def test_ordinary_schemas_pass_both_checks(schema: dict[str, Any]) -> None:
         ({"properties": {"a": {"$ref": "#/$defs/missing"}}}, "s.properties.a.$ref"),
         ({"$ref": "https://example.com/schema.json"}, "s.$ref"),
         ({"anyOf": [{"pattern": "(x{0,50}){0,50}"}]}, "s.anyOf[0].pattern"),
-        ({"properties": {"a": {"properties": {"b": {"properties": {"c": {}}}}}}}, "s.properties.a.properties.b.properties"),
+        (
+            {"properties": {"a": {"properties": {"b": {"properties": {"c": {}}}}}}},
+            "s.properties.a.properties.b.properties",
+        ),
     ],
 )
 def test_schema_refusals_name_the_key(schema: dict[str, Any], where: str) -> None:

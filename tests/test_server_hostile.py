@@ -84,7 +84,9 @@ def test_schemas_that_expand_without_bound_are_400(server: ServerProcess, schema
 
 
 def test_a_forced_tool_with_an_unbounded_schema_is_400_naming_the_tool(server: ServerProcess) -> None:
-    status, body = call(server.address, "/v1/chat/completions", forced_tool_chat({"type": "string", "maxLength": 20000}))
+    status, body = call(
+        server.address, "/v1/chat/completions", forced_tool_chat({"type": "string", "maxLength": 20000})
+    )
     error = assert_error(status, body, 400, "unsupported_schema")
     assert "tools[0].function.parameters.maxLength" in error["message"]
     assert server.alive()
@@ -96,8 +98,10 @@ def test_a_forced_tool_with_an_unbounded_schema_is_400_naming_the_tool(server: S
         ("root ::= " + "(" * 20_000 + '"a"' + ")" * 20_000, "max_grammar_depth"),
         ('root ::= "a"{0,100000}', "max_repetition"),
         ('root ::= ("a"{100}){100}', "max_repetition"),
-        ("root ::= r0\n" + "\n".join(f"r{i} ::= r{i + 1}" for i in range(1500)) + '\nr1500 ::= "a"',
-         "max_grammar_rules"),
+        (
+            "root ::= r0\n" + "\n".join(f"r{i} ::= r{i + 1}" for i in range(1500)) + '\nr1500 ::= "a"',
+            "max_grammar_rules",
+        ),
     ],
 )
 def test_grammars_over_the_budget_are_400_before_llama_cpp_parses(server: ServerProcess, grammar: str,
@@ -183,7 +187,7 @@ def test_a_client_leaving_stops_its_work_and_queued_work_never_starts(server: Se
 def test_a_client_leaving_mid_body_is_logged_as_info(server: ServerProcess) -> None:
     logged = len(server.log)
     with socket.create_connection(server.address, timeout=30) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{\"mes")
+        sock.sendall(b'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{"mes')
         time.sleep(0.5)
     deadline = time.monotonic() + 10
     while not any("went away" in line for line in server.log[logged:]) and time.monotonic() < deadline:
