@@ -42,6 +42,9 @@ class RequestScope:
     def expired(self) -> bool:
         return self.budget_s > 0 and time.monotonic() - self.started > self.budget_s
 
+    def seconds_left(self) -> float | None:
+        return None if self.budget_s <= 0 else self.budget_s - (time.monotonic() - self.started)
+
     def check(self) -> None:
         if self.expired():
             raise RequestError(
@@ -103,13 +106,22 @@ class GenerationJob:
     def __call__(self, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
         self.scope.check()  # it may have waited in the queue past its budget
         stream = self.state.model.stream_messages(self.messages, self.options, self.render)
+        if hasattr(stream, "stop_event"):  # a library that checks it before every token, also those showing no text
+            setattr(stream, "stop_event", self.scope.cancelled)  # noqa: B010
+        left = self.scope.seconds_left()
+        timer = threading.Timer(max(left, 0.0), self.scope.cancelled.set) if left is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
             for piece in stream:
                 if cancelled.is_set() or self.scope.cancelled.is_set():
-                    return
-                self.scope.check()
+                    break
                 emit(piece)
         finally:
+            if timer is not None:
+                timer.cancel()
             stream.close()
-        if stream.completion is not None:
+        self.scope.check()
+        if stream.completion is not None and not self.scope.cancelled.is_set():
             emit(stream.completion)
