@@ -114,12 +114,14 @@ def test_grammars_over_the_budget_are_400_before_llama_cpp_parses(server: Server
     assert short_request_seconds(server.address) < SHORT_REQUEST_S
 
 
-def test_an_unsatisfiable_grammar_is_an_openai_error_and_the_server_serves_on(server: ServerProcess) -> None:
-    status, body = call(server.address, "/v1/chat/completions", chat(grammar='root ::= "\\x00"', max_tokens=4))
-    assert status in (400, 500), body
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert server.alive()
-    assert short_request_seconds(server.address) < SHORT_REQUEST_S
+def test_an_unsatisfiable_grammar_is_an_openai_error_and_the_server_serves_on(model: Path) -> None:
+    """Its own server: before the library's sampler was made exception-safe (issue Q), this killed the process."""
+    with serve_process(model) as server:
+        status, body = call(server.address, "/v1/chat/completions", chat(grammar='root ::= "\\x00"', max_tokens=4))
+        assert status in (400, 500), body
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+        assert server.alive()
+        assert short_request_seconds(server.address) < SHORT_REQUEST_S
 
 
 @pytest.mark.parametrize(
