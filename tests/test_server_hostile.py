@@ -9,6 +9,7 @@ ICO requests; the tiny model serves in about 200 MB).
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.hostile_inputs import (
     HOSTILE_SCHEMAS,
@@ -143,9 +145,12 @@ def test_image_bombs_are_refused_before_decoding(server: ServerProcess, make: Ca
 
 
 def test_real_photos_in_each_allowed_format_are_answered(server: ServerProcess) -> None:
-    for name in ("photo_512x512.png", "exif_o6_400x240.jpg", "anim_160x120.gif"):
-        status, body = call(server.address, "/v1/chat/completions", image_chat(data_uri((IMAGES / name).read_bytes())))
-        assert status == 200, (name, body)
+    webp = io.BytesIO()
+    Image.open(IMAGES / "photo_512x512.png").convert("RGB").save(webp, "WEBP")
+    photos = [(IMAGES / name).read_bytes() for name in ("photo_512x512.png", "exif_o6_400x240.jpg", "anim_160x120.gif")]
+    for photo in [*photos, webp.getvalue()]:
+        status, body = call(server.address, "/v1/chat/completions", image_chat(data_uri(photo)))
+        assert status == 200, body
 
 
 def test_duplicate_tool_names_and_recursive_refs_are_400_naming_the_key(server: ServerProcess) -> None:
