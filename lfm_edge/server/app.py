@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,33 +11,40 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 
 from lfm_edge import __version__
 from lfm_edge.errors import LfmEdgeError, RequestError
 from lfm_edge.model import Model
 from lfm_edge.server.chat_route import chat_completions
+from lfm_edge.server.decode import ImageDecoder
 from lfm_edge.server.detect_route import detect
 from lfm_edge.server.guards import RequestGuard
 from lfm_edge.server.options import ServerOptions
 from lfm_edge.server.problems import as_request_error, error_payload
 from lfm_edge.server.state import ServerState
 
+log = logging.getLogger(__name__)
+
 
 def create_app(model: Model, options: ServerOptions) -> FastAPI:
     """The ASGI app serving `model`; run it with uvicorn (see lfm_edge.server.run)."""
     state = ServerState.create(model, options)
+    images = ImageDecoder(options.limits)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         state.worker.close()  # uvicorn has finished the requests in flight; a queued job left over never starts
+        images.close()
 
     app = FastAPI(
         title="lfm_edge", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
     app.state.lfm = state
+    app.state.lfm_images = images
+    app.add_exception_handler(ClientDisconnect, _client_left)
     app.add_exception_handler(LfmEdgeError, _library_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _library_error)
@@ -61,6 +69,12 @@ def error_response(error: RequestError) -> JSONResponse:
 
 async def _library_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(as_request_error(exc))
+
+
+async def _client_left(request: Request, _: Exception) -> Response:
+    client = f"{request.client.host}:{request.client.port}" if request.client else "?"
+    log.info("client %s went away before sending its whole request", client)
+    return Response(status_code=499)  # nobody reads it
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
