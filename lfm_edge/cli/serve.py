@@ -29,10 +29,12 @@ from lfm_edge.errors import ConfigError
 @click.option("--max-images", default=16, show_default=True, type=click.IntRange(0), help="Images per request.")
 @click.option("--max-body-mb", default=32, show_default=True, type=click.IntRange(1), help="Request body size.")
 @click.option("--max-image-mpx", default=36.0, show_default=True, type=click.FloatRange(0.01), help="Image megapixels.")
+@click.option("--no-ui", is_flag=True, help="Do not serve the browser page at / (the API only).")
 @friendly_errors
 def serve(model: str, **kw: Any) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API: /v1/chat/completions (text, images as data: URIs, streaming,
-    tools, response_format), /v1/models, /health and /v1/detect (boxes). One request at a time; see README."""
+    tools, response_format), /v1/models, /health and /v1/detect (boxes), and a browser page at / (chat, detection
+    boxes, live camera captions). One request at a time; see README."""
     try:
         from lfm_edge.server import Limits, ServerOptions
         from lfm_edge.server.run import serve as run_server
@@ -55,6 +57,7 @@ def serve(model: str, **kw: Any) -> None:
             allowed_hosts=tuple(kw["allowed_hosts"]),
             allow_remote_images=kw["allow_remote_images"],
             limits=limits,
+            ui=not kw["no_ui"],
         )
         run_server(loaded, options, verbose=bool((click.get_current_context().find_root().obj or {}).get("verbose")))
     finally:

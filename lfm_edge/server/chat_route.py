@@ -11,6 +11,7 @@ even for streams: the response starts only once the first piece exists.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -51,7 +52,7 @@ async def cancel_on_disconnect(request: Request, cancelled: threading.Event) -> 
 
 def _generate(state: ServerState, messages: list[dict[str, Any]], plan: ChatPlan,
               emit: Callable[[Any], None], cancelled: threading.Event) -> None:  # fmt: skip
-    stream = state.model.stream_messages(messages, plan.options, plan.render)
+    stream = state.model.stream_messages(messages, plan.options, plan.render, plan.settings)
     try:
         for piece in stream:
             if cancelled.is_set():
@@ -69,6 +70,8 @@ async def chat_completions(request: Request) -> Response:
     state.check_model(body.model)
     limits = state.options.limits
     plan = plan_chat(body, state.n_ctx, limits, state.tool_markers)
+    if body.image_settings is not None:  # validated here: a bad knob is a 400 before anything is queued
+        plan = dataclasses.replace(plan, settings=state.model.image_settings(**body.image_settings.changes()))
     messages = await run_in_threadpool(template_messages, body.messages, limits, state.options.allow_remote_images)
     cancelled = threading.Event()
     events = state.worker.run(partial(_generate, state, messages, plan), cancelled)

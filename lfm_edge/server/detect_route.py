@@ -30,9 +30,11 @@ async def detect(request: Request) -> dict[str, Any]:
     limits = state.options.limits
     data = await run_in_threadpool(image_bytes, body.image, limits, state.options.allow_remote_images, "image")
     options = generation_options(body, state.n_ctx, limits, Constraint(body.grammar), base=DETECT_OPTIONS)
+    knobs = body.image_settings.changes() if body.image_settings is not None else {}
+    state.model.image_settings(**knobs)  # a bad knob is a 400 before anything is queued
 
     def job(emit: Callable[[Any], None], _: threading.Event) -> None:
-        emit(state.model.detect(data, body.query, options))
+        emit(state.model.detect(data, body.query, options, **knobs))
 
     found: Detection | None = None
     async for event in state.worker.run(job, threading.Event()):

@@ -20,8 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lfm_edge.errors import RequestError
 from lfm_edge.server.options import ServerOptions
 from lfm_edge.server.problems import error_bytes
+from lfm_edge.server.ui import UI_PATHS
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", *UI_PATHS})  # the page holds no secrets; the API it calls needs the key
 
 
 def _hostname(host_header: str) -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lfm_edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lfm_edge.server.ui.live import LiveFeed
 
 LOOPBACK = "127.0.0.1"
 
@@ -45,7 +49,8 @@ class ServerOptions:
     """host/port: where to listen (loopback by default). model_ids: the id served (first) and accepted aliases.
     api_key: required as `Authorization: Bearer KEY` when set. cors_origins: browser origins allowed (none: CORS
     off). allowed_hosts: Host header names accepted besides IP literals, localhost and this machine's names
-    (DNS-rebinding guard). allow_remote_images: fetch http(s) image URLs (otherwise only data: URIs)."""
+    (DNS-rebinding guard). allow_remote_images: fetch http(s) image URLs (otherwise only data: URIs). ui: serve the
+    browser page at `/`. live_feed: the server's own camera/video, captioned, for GET /v1/watch/events."""
 
     model_ids: tuple[str, ...]
     host: str = LOOPBACK
@@ -55,6 +60,8 @@ class ServerOptions:
     allowed_hosts: tuple[str, ...] = ()
     allow_remote_images: bool = False
     limits: Limits = field(default_factory=Limits)
+    ui: bool = True
+    live_feed: LiveFeed | None = None
 
     def __post_init__(self) -> None:
         if not self.model_ids or not all(isinstance(name, str) and name for name in self.model_ids):
