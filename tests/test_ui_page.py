@@ -253,26 +253,10 @@ def test_the_browser_camera_is_captioned_one_frame_at_a_time(server: RunningServ
     screenshot(browser, "live-camera")
 
 
-def test_a_refused_camera_is_said_plainly(server: RunningServer, browser: WebDriver) -> None:
-    open_page(browser, server.url, API_KEY, view="live")
-    browser.execute_cdp_cmd(
-        "Browser.setPermission",
-        {"permission": {"name": "camera"}, "setting": "denied", "origin": server.url},
-    )
-    try:
-        by_id(browser, "cam-start").click()
-        wait_for(browser, lambda d: "permission was refused" in text_of(d, "cam-status"))
-        assert not visible(browser, "cam-spinner") and visible(browser, "cam-start")
-    finally:
-        browser.execute_cdp_cmd("Browser.resetPermissions", {})
-
-
 def test_nothing_came_from_another_origin_and_the_policy_blocked_nothing(
     server: RunningServer, browser: WebDriver
 ) -> None:
     open_page(browser, server.url, API_KEY)
-    origins = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)"
-    )
+    origins = browser.execute_script("return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)")
     assert origins and set(origins) == {server.url}
     assert csp_violations(browser) == []

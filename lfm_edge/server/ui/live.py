@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -60,24 +61,34 @@ def jpeg_bytes(frame: Any, quality: int = 80) -> bytes:
 
 
 class _Viewer:
-    """One open event stream: holds only the newest message (a slot, not a queue)."""
+    """One open event stream: holds only the newest caption (a slot, not a queue), and the end or error of the
+    source apart from it, so the last caption before the end is never lost."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.latest: dict[str, Any] | None = None
+        self.final: dict[str, Any] | None = None
         self.ready = asyncio.Event()
 
     def offer(self, message: dict[str, Any]) -> None:  # on the event loop
-        self.latest = message
+        if "end" in message or "error" in message:
+            self.final = message
+        else:
+            self.latest = message
         self.ready.set()
 
     async def next(self, timeout: float) -> dict[str, Any] | None:
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout)
-        except TimeoutError:
-            return None
+        if self.latest is None and self.final is None:
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout)
+            except TimeoutError:
+                return None
         self.ready.clear()
-        message, self.latest = self.latest, None
+        message = self.latest if self.latest is not None else self.final
+        if self.latest is not None:
+            self.latest = None
+        else:
+            self.final = None
         return message
 
 
@@ -122,10 +133,8 @@ class LiveHub:
         with self._lock:
             self.last = None if "end" in message or "error" in message else message
             for viewer in self._viewers:
-                try:
+                with contextlib.suppress(RuntimeError):  # RuntimeError: that viewer's event loop is gone
                     viewer.loop.call_soon_threadsafe(viewer.offer, message)
-                except RuntimeError:  # that viewer's event loop is gone
-                    pass
 
     def _run(self) -> None:
         events = self._feed()

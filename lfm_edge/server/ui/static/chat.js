@@ -169,7 +169,7 @@ async function send(event) {
     const answer = await streamAnswer(body, reply, controller.signal);
     history.push(assistantMessage(answer));
     if (controller.signal.aborted) reply.append(element("div", "note", "stopped"));
-    reply.append(element("div", "timings", timingsText(answer.timings, answer.usage)));
+    else reply.append(element("div", "timings", timingsText(answer.timings, answer.usage)));
   } catch (error) {
     if (controller.signal.aborted) {
       reply.append(element("div", "note", "stopped"));
