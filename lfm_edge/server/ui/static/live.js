@@ -5,6 +5,7 @@ import { requestFields } from "./settings.js";
 
 const $ = (id) => document.getElementById(id);
 const RETRY_MS = 2000;
+const CAPTION_TOKENS = 48;
 const FRAME_SIDE = 512; // longest side sent to the model: plenty for a caption, light on a Pi's network
 
 // (a) The server's feed: connected while the Live view is open; reconnects after a lost connection.
@@ -87,9 +88,10 @@ function frameUri(video, canvas) {
 }
 
 async function caption(frame, abort) {
+  const fields = requestFields({ withTools: false });
   const body = {
-    ...requestFields({ withTools: false, maxTokens: false }),
-    max_tokens: 48,
+    ...fields,
+    max_tokens: Math.min(fields.max_tokens || CAPTION_TOKENS, CAPTION_TOKENS), // a caption, not an essay
     messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: frame } },
       { type: "text", text: $("cam-prompt").value.trim() || "Describe this image in one sentence." }] }],
   };
@@ -102,7 +104,7 @@ async function captionLoop(session) {
   const video = $("cam-video");
   const canvas = document.createElement("canvas");
   while (!session.stop.signal.aborted) {
-    if (!video.videoWidth) {
+    if (!video.videoWidth || video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA) {
       await new Promise((resolve) => setTimeout(resolve, 100));
       continue;
     }
@@ -131,6 +133,15 @@ async function captionLoop(session) {
   }
 }
 
+// Resolves once the camera's first picture has been shown (before that, a captured frame can be blank).
+function firstFrame(video) {
+  return new Promise((resolve) => {
+    video.play().catch(() => {});
+    if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(() => resolve());
+    setTimeout(resolve, 2000); // a browser without frame callbacks: the readyState check still applies
+  });
+}
+
 async function startCamera() {
   const reason = cameraUnavailable();
   const status = $("cam-status");
@@ -154,8 +165,10 @@ async function startCamera() {
   show(video, true);
   show($("cam-start"), false);
   show($("cam-stop"), true);
-  camera = { stream, stop: new AbortController(), count: 0, started: performance.now() };
-  captionLoop(camera);
+  const session = { stream, stop: new AbortController(), count: 0, started: performance.now() };
+  camera = session;
+  await firstFrame(video);
+  if (!session.stop.signal.aborted) captionLoop(session);
 }
 
 export function stopCamera() {
@@ -164,6 +177,7 @@ export function stopCamera() {
   for (const track of camera.stream.getTracks()) track.stop();
   camera = null;
   $("cam-video").srcObject = null;
+  show($("cam-video"), false);
   show($("cam-spinner"), false);
   show($("cam-start"), true);
   show($("cam-stop"), false);
