@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lfm_edge.server.ui import live
 from lfm_edge.server.ui.live import LiveEvent, jpeg_bytes
 from tests.server_support import running_server
 
@@ -84,3 +85,25 @@ def test_no_source_is_a_404_that_says_how_to_get_one(converted: Callable[..., tu
         urllib.request.urlopen(server.url + "/v1/watch/events", timeout=30)
     error = json.loads(caught.value.read())["error"]
     assert caught.value.code == 404 and error["code"] == "no_live_source" and "--watch SOURCE" in error["message"]
+
+
+def test_an_open_stream_ends_by_itself_so_shutdown_is_not_held(
+    converted: Callable[..., tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn's graceful shutdown waits for open responses: a live stream must end (and the page reconnect)."""
+    monkeypatch.setattr(live, "STREAM_S", 1.0)
+
+    def feed() -> Iterator[LiveEvent]:
+        index = 0
+        while True:
+            index += 1
+            yield LiveEvent(time=float(index), text=f"caption {index}")
+            threading.Event().wait(0.05)
+
+    with running_server(converted, live_feed=feed) as (server, _):
+        events = _events(server.url, 10_000)
+        assert events[-1] == {"reconnect": True} and all("text" in event for event in events[:-1])
+        viewer = threading.Thread(target=_events, args=(server.url, 10_000), daemon=True)
+        viewer.start()
+        server.close()
+        assert not server.thread.is_alive(), "an open live stream held the server's shutdown"

@@ -7,7 +7,8 @@ newest event only: a slow viewer skips captions, it never builds a queue, and th
 feed starts with the first viewer and is closed (camera released) once the last one has gone.
 
 Each event is `data: {"time": seconds, "text": caption, "frame": "data:image/jpeg;base64,..." or null}`; when the
-feed ends, `data: {"end": true}`; when it fails, `data: {"error": {...}}` in OpenAI's error shape (details logged).
+feed ends, `data: {"end": true}`; when it fails, `data: {"error": {...}}` in OpenAI's error shape (details logged);
+after STREAM_S, `data: {"reconnect": true}` (the page opens a new stream at once).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,11 @@ from lfm_edge.errors import RequestError
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 15.0  # an SSE comment this often keeps proxies from closing a quiet stream (a static scene)
+# A stream ends after this long with {"reconnect": true} and the page reconnects at once: uvicorn's graceful
+# shutdown waits for open responses, so an endless stream would hold Ctrl-C forever.
+STREAM_S = 5.0
+# The source stays open this long after its last viewer left, so a reconnecting page does not reopen the camera.
+LINGER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class LiveHub:
         self._viewers: set[_Viewer] = set()
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._left_at = 0.0  # time.monotonic() when the last viewer left
         self.last: dict[str, Any] | None = None
 
     def join(self, viewer: _Viewer) -> None:
@@ -117,6 +125,7 @@ class LiveHub:
     def leave(self, viewer: _Viewer) -> None:
         with self._lock:
             self._viewers.discard(viewer)
+            self._left_at = time.monotonic()
 
     def close(self) -> None:
         self._closed.set()
@@ -124,7 +133,8 @@ class LiveHub:
     def _keep_going(self) -> bool:
         """False once nobody watches; the thread then counts as gone, so the next viewer starts a fresh one."""
         with self._lock:
-            if self._viewers and not self._closed.is_set():
+            lingering = time.monotonic() - self._left_at < LINGER_S
+            if (self._viewers or lingering) and not self._closed.is_set():
                 return True
             self._thread = None
             return False
@@ -162,16 +172,19 @@ def _sse(message: dict[str, Any]) -> bytes:
 
 
 async def _stream(hub: LiveHub, viewer: _Viewer) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STREAM_S
     try:
         yield b": live\n\n"  # the response starts at once, so the page knows it is connected
-        while True:
-            message = await viewer.next(HEARTBEAT_S)
+        while (left := deadline - loop.time()) > 0:
+            message = await viewer.next(min(HEARTBEAT_S, left))
             if message is None:
                 yield b": heartbeat\n\n"
                 continue
             yield _sse(message)
             if "end" in message or "error" in message:
                 return
+        yield _sse({"reconnect": True})
     finally:
         hub.leave(viewer)
 

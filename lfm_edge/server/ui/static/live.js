@@ -11,15 +11,16 @@ const FRAME_SIDE = 512; // longest side sent to the model: plenty for a caption,
 // (a) The server's feed: connected while the Live view is open; reconnects after a lost connection.
 let feed = null;
 
-async function followServer(abort) {
+async function followServer(abort, again = false) {
   const status = $("server-live-status");
-  status.textContent = "Connecting…";
+  if (!again) status.textContent = "Connecting…";
   try {
     const response = await call("/v1/watch/events", { signal: abort });
-    status.textContent = "Connected; waiting for the first caption.";
+    if (!again) status.textContent = "Connected; waiting for the first caption.";
     for await (const data of events(response, abort)) {
       const event = JSON.parse(data);
       if (event.error) throw new ApiError(event.error.message, 500, event.error.code);
+      if (event.reconnect) return followServer(abort, true); // the server ends each stream after a while
       if (event.end) {
         status.textContent = "The server's video has ended.";
         return;
