@@ -197,7 +197,7 @@ def test_tool_calls_are_shown_as_tool_calls(server: RunningServer, browser: WebD
 
 
 def test_detect_draws_each_box_where_the_answer_puts_it(server: RunningServer, browser: WebDriver) -> None:
-    answer = '[{"label": "cat", "bbox": [0.1, 0.2, 0.5, 0.8]}, {"label": "dog", "bbox": [0.6, 0.05, 0.95, 0.4]}]'
+    answer = '[{"label":"cat","bbox":[0.1,0.2,0.5,0.8]},{"label":"dog","bbox":[0.6,0.05,0.95,0.4]}]'  # forced
     open_page(browser, server.url, API_KEY, view="detect")
     set_field(browser, "grammar", "root ::= " + json.dumps(answer))
     set_field(browser, "do_image_splitting", "false")  # one small crop: the boxes do not depend on it
