@@ -201,7 +201,7 @@ export function setupChat() {
     event.target.value = "";
   });
   $("prompt").addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) send(event);
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) send(event);
   });
   const view = $("view-chat");
   view.addEventListener("dragover", (event) => {
