@@ -38,6 +38,7 @@ from lfm_edge.errors import ConfigError
               help="Seconds one request may take, queue included (0: no limit); then 504.")  # fmt: skip
 @click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds a client has to send its request headers; then the connection is closed.")  # fmt: skip
+@click.option("--no-ui", is_flag=True, help="Do not serve the browser page at / (the API only).")
 @friendly_errors
 def serve(model: str, **kw: Any) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API: /v1/chat/completions (text, images as data: URIs, streaming,
@@ -67,6 +68,7 @@ def serve(model: str, **kw: Any) -> None:
             allow_remote_images=kw["allow_remote_images"],
             allow_private_image_hosts=kw["allow_private_image_hosts"],
             limits=limits,
+            ui=not kw["no_ui"],
         )
         run_server(loaded, options, verbose=bool((click.get_current_context().find_root().obj or {}).get("verbose")))
     finally:

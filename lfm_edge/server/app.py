@@ -24,6 +24,8 @@ from lfm_edge.server.guards import RequestGuard
 from lfm_edge.server.options import ServerOptions
 from lfm_edge.server.problems import as_request_error, error_payload
 from lfm_edge.server.state import ServerState
+from lfm_edge.server.ui import add_ui_routes
+from lfm_edge.server.ui.live import LiveHub, watch_events
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,13 @@ def create_app(model: Model, options: ServerOptions) -> FastAPI:
     """The ASGI app serving `model`; run it with uvicorn (see lfm_edge.server.run)."""
     state = ServerState.create(model, options)
     images = ImageDecoder(options.limits)
+    live = LiveHub(options.live_feed) if options.live_feed is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if live is not None:
+            live.close()
         state.worker.close()  # uvicorn has finished the requests in flight; a queued job left over never starts
         images.close()
 
@@ -44,6 +49,7 @@ def create_app(model: Model, options: ServerOptions) -> FastAPI:
     )
     app.state.lfm = state
     app.state.lfm_images = images
+    app.state.live = live
     app.add_exception_handler(ClientDisconnect, _client_left)
     app.add_exception_handler(LfmEdgeError, _library_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -52,6 +58,9 @@ def create_app(model: Model, options: ServerOptions) -> FastAPI:
     app.add_api_route("/v1/detect", detect, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/v1/watch/events", watch_events, methods=["GET"])
+    if options.ui:
+        add_ui_routes(app)
     app.add_middleware(RequestGuard, options=options)
     if options.cors_origins:  # added last: outermost, so preflight requests are answered before the guards
         app.add_middleware(

@@ -11,6 +11,7 @@ queued, on the image pool (decode.py); the job stops when the client leaves or t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -46,12 +47,15 @@ async def chat_completions(request: Request) -> Response:
     state.check_model(body.model)
     limits = state.options.limits
     plan = plan_chat(body, state.n_ctx, limits, state.tool_markers)
+    if body.image_settings is not None:  # validated here: a bad knob is a 400 before anything is queued
+        plan = dataclasses.replace(plan, settings=state.model.image_settings(**body.image_settings.changes()))
     sources = ImageSources(limits, state.options.allow_remote_images, state.options.allow_private_image_hosts)
     messages = await run_in_threadpool(template_messages, body.messages, sources)
     async with cancel_on_disconnect(request, scope.cancelled):
         reservation: Reservation | None = await decode_images(_images(request), messages, scope)
     try:
-        events = state.worker.run(GenerationJob(state, messages, plan.options, plan.render, scope), scope.cancelled)
+        job = GenerationJob(state, messages, plan.options, plan.render, scope, plan.settings)
+        events = state.worker.run(job, scope.cancelled)
         reply = Reply(state.options.model_id)
         try:
             async with cancel_on_disconnect(request, scope.cancelled):

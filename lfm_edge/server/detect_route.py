@@ -40,6 +40,8 @@ async def detect(request: Request) -> Response:
     grammar = None if body.grammar is None else request_grammar(body.grammar, limits)
     options = generation_options(body, state.n_ctx, limits, Constraint(grammar), base=DETECT_OPTIONS)
     sources = ImageSources(limits, state.options.allow_remote_images, state.options.allow_private_image_hosts)
+    knobs = body.image_settings.changes() if body.image_settings is not None else {}
+    settings = state.model.image_settings(**knobs)  # a bad knob is a 400 before anything is queued
     checked = await run_in_threadpool(image_bytes, body.image, sources, "image")
     part: dict[str, Any] = {"type": "image", "image": checked}
     messages = [{"role": "user", "content": [part, {"type": "text", "text": detection_prompt(body.query)}]}]
@@ -47,7 +49,7 @@ async def detect(request: Request) -> Response:
     async with cancel_on_disconnect(request, scope.cancelled):
         reservation = await decode_images(decoder, messages, scope)
         try:
-            job = GenerationJob(state, messages, options, RenderOptions(), scope)
+            job = GenerationJob(state, messages, options, RenderOptions(), scope, settings)
             async for event in state.worker.run(job, scope.cancelled):
                 completion = event if isinstance(event, Completion) else completion
         finally:

@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from lfm_edge.errors import RequestError
 from lfm_edge.generation import GenerationOptions
+from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.prompt import RenderOptions
 from lfm_edge.server.decode import ImageDecoder, Reservation, checked_images
 from lfm_edge.server.options import Limits
@@ -102,10 +103,11 @@ class GenerationJob:
     options: GenerationOptions
     render: RenderOptions
     scope: RequestScope
+    settings: ProcessorSettings | None = None  # None: the model's own
 
     def __call__(self, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
         self.scope.check()  # it may have waited in the queue past its budget
-        stream = self.state.model.stream_messages(self.messages, self.options, self.render)
+        stream = self.state.model.stream_messages(self.messages, self.options, self.render, self.settings)
         if hasattr(stream, "stop_event"):  # a library that checks it before every token, also those showing no text
             setattr(stream, "stop_event", self.scope.cancelled)  # noqa: B010
         left = self.scope.seconds_left()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lfm_edge.errors import ConfigError
 from lfm_edge.server.gbnf_check import GrammarBudget
 from lfm_edge.server.schema_budget import SchemaBudget
+
+if TYPE_CHECKING:
+    from lfm_edge.server.ui.live import LiveFeed
 
 LOOPBACK = "127.0.0.1"
 
@@ -87,7 +91,8 @@ class ServerOptions:
     api_key: required as `Authorization: Bearer KEY` when set. cors_origins: browser origins allowed (none: CORS
     off). allowed_hosts: Host header names accepted besides IP literals, localhost and this machine's names
     (DNS-rebinding guard). allow_remote_images: fetch http(s) image URLs (otherwise only data: URIs), public
-    addresses only unless allow_private_image_hosts (loopback, private, link-local, metadata... see fetch.py)."""
+    addresses only unless allow_private_image_hosts (loopback, private, link-local, metadata... see fetch.py). ui:
+    serve the browser page at `/`. live_feed: the server's own camera/video, captioned, for GET /v1/watch/events."""
 
     model_ids: tuple[str, ...]
     host: str = LOOPBACK
@@ -98,6 +103,8 @@ class ServerOptions:
     allow_remote_images: bool = False
     allow_private_image_hosts: bool = False
     limits: Limits = field(default_factory=Limits)
+    ui: bool = True
+    live_feed: LiveFeed | None = None
 
     def __post_init__(self) -> None:
         if not self.model_ids or not all(isinstance(name, str) and name for name in self.model_ids):

@@ -10,6 +10,7 @@ from typing import Any
 
 from lfm_edge.errors import RequestError
 from lfm_edge.generation import GenerationOptions
+from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.prompt import RenderOptions
 from lfm_edge.server.grammars import request_grammar, response_format_grammar, tool_call_grammar
 from lfm_edge.server.options import Limits
@@ -23,6 +24,7 @@ _SAMPLING_FIELDS = ("temperature", "top_p", "min_p", "top_k", "repetition_penalt
 class ChatPlan:
     options: GenerationOptions
     render: RenderOptions
+    settings: ProcessorSettings | None = None  # None: the model's own
 
 
 def check_supported(request: ChatRequest) -> None:
