@@ -37,8 +37,8 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 class SourceOptions:
     """`allow_stream`: accept rtsp/http/... URLs (they reach the network). `fps`: frame rate given to image
     folders. `realtime`: pace a file to its timestamps (a file-backed live source). `timeout_s`: how long a camera or
-    stream may go without a frame. `input_format` / `input_options`: ffmpeg's -f and its options (e.g.
-    video_size=640x480, framerate=30) for cameras and streams."""
+    stream may go without a frame. `input_format`: ffmpeg's -f for cameras and streams; `input_options`:
+    ffmpeg's input options (e.g. video_size=640x480, framerate=30, probesize=32)."""
 
     allow_stream: bool = False
     fps: float = 1.0
@@ -162,7 +162,7 @@ def _open_container(
         container: av.container.InputContainer = pyav.open(
             target,
             format=input_format,
-            options=dict(options.input_options) if live else {},
+            options=dict(options.input_options),
             timeout=(options.timeout_s, options.timeout_s) if live else None,
         )
     except OSError as exc:  # PyAV's errors are OSErrors carrying ffmpeg's errno

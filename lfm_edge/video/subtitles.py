@@ -44,7 +44,7 @@ class SubtitleWriter:
             return
         if self.cues:
             previous_start, _, previous_text = self.cues[-1]
-            self.cues[-1] = (previous_start, max(start, previous_start + _MIN_CUE_S), previous_text)
+            self.cues[-1] = (previous_start, max(start, previous_start + 0.001), previous_text)
         self.cues.append((start, start + max(self.linger_s, _MIN_CUE_S), text.strip()))
         self.write()
 
