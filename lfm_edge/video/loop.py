@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lfm_edge.errors import ConfigError
-from lfm_edge.generation import GenerationOptions
+from lfm_edge.generation import Completion, GenerationOptions
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.video.events import Caption, Finished, Started, Unchanged, WatchEvent
 from lfm_edge.video.frames import MIN_CHANGE, ChangeDetector, Frame
@@ -53,7 +53,7 @@ class WatchOptions:
     every: float = 2.0
     mode: Literal["auto", "live", "file"] = "auto"
     min_change: float = MIN_CHANGE
-    subtitles: tuple[Path, ...] = ()
+    subtitles: tuple[str | Path, ...] = ()
     generation: GenerationOptions = WATCH_GENERATION
     knobs: Mapping[str, Any] = field(default_factory=dict)
     source: SourceOptions = field(default_factory=SourceOptions)
@@ -77,13 +77,16 @@ class ModelCaptioner:
         self.prompt = options.prompt
         self.generation = options.generation
         self.settings = model.image_settings(**{**FRAME_KNOBS, **options.knobs})
+        self.last: Completion | None = None  # the last frame's completion (token counts, timings)
 
     def __call__(self, image: np.ndarray) -> str:
         content = [{"type": "text", "text": self.prompt}, {"type": "image", "image": image}]
         stream = self.model.stream_messages(
             [{"role": "user", "content": content}], self.generation, None, self.settings
         )
-        return " ".join(stream.text().split())
+        text = " ".join(stream.text().split())
+        self.last = stream.completion
+        return text
 
 
 def watch(
