@@ -4,6 +4,7 @@ timestamps, skipping a static scene, frame dropping in live mode, SRT/VTT read b
 
 from __future__ import annotations
 
+import http.server
 import os
 import threading
 import time
@@ -206,3 +207,38 @@ def test_events_serialize(clip: Path) -> None:
 def test_invalid_options(bad: dict[str, object]) -> None:
     with pytest.raises((ConfigError, VideoError)):
         WatchOptions(**bad)  # type: ignore[arg-type]
+
+
+def test_a_stalled_network_stream_times_out_and_releases_the_connection(tmp_path: Path) -> None:
+    clip = tmp_path / "stream.ts"
+    write_clip(clip, Clip(seconds=8.0), codec="libx264")
+    payload = clip.read_bytes()[: clip.stat().st_size // 2]
+    release = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            self.wfile.write(payload)  # half the stream, then nothing while the connection stays open
+            self.wfile.flush()
+            release.wait(30)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/live.ts"
+    quick_start = {"analyzeduration": "500000", "probesize": "4096"}
+    source = SourceOptions(allow_stream=True, timeout_s=1.0, input_options=quick_start)
+    try:
+        events = watch_frames(describe, url, WatchOptions(min_change=0, source=source))
+        with pytest.raises(VideoError, match="stalled"):
+            for event in events:
+                assert not isinstance(event, Started) or (event.kind, event.mode) == ("stream", "live")
+        assert not reader_threads()  # ffmpeg's read timeout ended the blocked read: the connection is closed
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
