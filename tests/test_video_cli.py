@@ -96,3 +96,27 @@ def test_cli_watch_errors_are_one_line(text_model: str, source: str, extra: list
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert not Path("out.txt").exists()
+
+
+def test_cli_ctrl_c_exits_130_with_complete_subtitles(
+    text_model: str, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_call = ModelCaptioner.__call__
+    calls = 0
+
+    def interrupted(self: ModelCaptioner, image: object) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+        return real_call(self, image)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ModelCaptioner, "__call__", interrupted)
+    srt = tmp_path / "partial.srt"
+    args = ["watch", text_model, str(clip), "--every", "1", "--min-change", "0", "--srt", str(srt), *FAST]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130 and "stopped" in result.stderr and "Traceback" not in result.output
+    printed = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert len(printed) == 2  # the two captions made before Ctrl-C
+    expected = [line[1:13] for line in printed if line[15:].strip()]  # empty captions make no cue
+    assert [c.start for c in webvtt.from_srt(str(srt)).captions] == expected
