@@ -242,3 +242,15 @@ def test_a_stalled_network_stream_times_out_and_releases_the_connection(tmp_path
         release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_a_truncated_file_ends_its_last_cue_where_the_frames_end(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.mkv"
+    write_clip(whole, codec="mjpeg")
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    srt = tmp_path / "cut.srt"
+    events = list(watch_frames(describe, cut, WatchOptions(every=1.0, min_change=0, subtitles=(srt,))))
+    last_frame = decoded_times(cut)[-1]
+    assert isinstance(events[-1], Finished) and events[-1].video_seconds == pytest.approx(last_frame + 0.1)
+    assert webvtt.from_srt(str(srt)).captions[-1].end_time.in_seconds() < 6

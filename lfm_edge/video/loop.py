@@ -29,7 +29,7 @@ from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.video.events import Caption, Finished, Started, Unchanged, WatchEvent
 from lfm_edge.video.frames import MIN_CHANGE, ChangeDetector, Frame
 from lfm_edge.video.reader import LatestFrameReader
-from lfm_edge.video.sources import SourceOptions, VideoSource, open_source
+from lfm_edge.video.sources import SourceInfo, SourceOptions, VideoSource, open_source
 from lfm_edge.video.subtitles import SubtitleWriter, subtitle_format
 
 WATCH_PROMPT = "Describe what you see in one short sentence."
@@ -129,7 +129,7 @@ def watch_frames(captioner: Captioner, source: str | Path | VideoSource, options
                 for writer in writers:
                     writer.add(event.video_time, event.text)
             yield event
-        end = _end_time(tally, info.duration_s, live)
+        end = _end_time(tally, info, live)
         _finish(writers, end)
         writers = []
         yield Finished(tally.captions, tally.frames, tally.dropped, tally.unchanged, end or 0.0,
@@ -144,10 +144,12 @@ def _finish(writers: list[SubtitleWriter], end: float | None) -> None:
         writer.finish(end)
 
 
-def _end_time(tally: _Tally, duration: float | None, live: bool) -> float | None:
-    if not live and duration is not None:
-        return max(duration, tally.last_time or 0.0)
-    return tally.last_time
+def _end_time(tally: _Tally, info: SourceInfo, live: bool) -> float | None:
+    """Where the last cue ends: a file's last frame plus one frame (its duration, unless it ended early)."""
+    if live or tally.last_time is None:
+        return tally.last_time
+    end = tally.last_time + (1 / info.fps if info.fps else 0.0)
+    return min(end, info.duration_s) if info.duration_s and info.duration_s > tally.last_time else end
 
 
 def _caption(captioner: Captioner, frame: Frame, tally: _Tally, dropped_total: int) -> Caption:
