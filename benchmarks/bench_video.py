@@ -127,15 +127,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     seconds = 10.0 if args.quick else args.seconds
     folder = BENCH / "video"
     moving = write_clip(folder / f"moving_{WIDTH}x{HEIGHT}_{FPS}fps_{seconds:g}s.mp4", seconds, moving=True)
+    file_seconds = 10.0 if args.quick else args.file_seconds
+    file_clip = write_clip(
+        folder / f"moving_{WIDTH}x{HEIGHT}_{FPS}fps_{file_seconds:g}s.mp4", file_seconds, moving=True
+    )
     still = write_clip(folder / f"still_{WIDTH}x{HEIGHT}_{FPS}fps_{seconds / 3:g}s.mp4", seconds / 3, moving=False)
     model_names = {"text": text.name, "mmproj": mmproj.name if mmproj else None}
-    clip = f"{WIDTH}x{HEIGHT} {FPS} fps h264, {seconds:g} s"
+    clip = f"{WIDTH}x{HEIGHT} {FPS} fps h264, {seconds:g} s live, {file_seconds:g} s file mode"
     results: dict[str, Any] = {"model": model_names, "clip": clip, "quick": args.quick}
     with api.load(text, api.LoadOptions(mmproj=mmproj, context=_context(args))) as model:
         results["threads"] = model.text.options.n_threads
-        results["live"] = _run(model, moving, WatchOptions(mode="live"))
-        results["file"] = _run(model, moving, WatchOptions(mode="file", every=2.0))
-        results["static"] = _run(model, still, WatchOptions(mode="live"))
+        for name, video, options in (
+            ("live", moving, WatchOptions(mode="live")),
+            ("file", file_clip, WatchOptions(mode="file", every=2.0)),
+            ("static", still, WatchOptions(mode="live")),
+        ):
+            print(f"bench-video: {name} on {video.name}...", file=sys.stderr, flush=True)
+            results[name] = _run(model, video, options)
     live, file, static = results["live"], results["file"], results["static"]
     results["load_average"] = [round(x, 2) for x in os.getloadavg()]
     results["goals"] = {
@@ -174,6 +182,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, 10 s clip (CI smoke)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the moving clip")
+    parser.add_argument("--file-seconds", type=float, default=60.0, help="length of the file-mode clip")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--text", help="text GGUF (default: the full-size synthetic Q4_0, made when missing)")
     parser.add_argument("--mmproj", help="mmproj GGUF (default: beside --text, or the Q8_0 one)")
