@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -91,7 +91,7 @@ class ModelCaptioner:
 
 def watch(
     model: Any, source: str | Path | VideoSource, options: WatchOptions | None = None, **kw: Any
-) -> Iterator[WatchEvent]:
+) -> Generator[WatchEvent, None, None]:
     """Captions `source` with a loaded Model; keywords fill WatchOptions (prompt=..., every=..., mode=...)."""
     options = dataclasses.replace(options or WatchOptions(), **kw)
     return watch_frames(ModelCaptioner(model, options), source, options)
@@ -108,7 +108,9 @@ class _Tally:
     last_time: float | None = None
 
 
-def watch_frames(captioner: Captioner, source: str | Path | VideoSource, options: WatchOptions) -> Iterator[WatchEvent]:
+def watch_frames(
+    captioner: Captioner, source: str | Path | VideoSource, options: WatchOptions
+) -> Generator[WatchEvent, None, None]:
     """The loop with any captioner (a function from an RGB frame to text): what `watch` runs."""
     writers = [SubtitleWriter(Path(path), options.every) for path in options.subtitles]
     live_file = options.mode == "live"
