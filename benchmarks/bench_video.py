@@ -31,6 +31,7 @@ import numpy as np
 
 import lfm_edge.model as api
 from lfm_edge.generation import Timings
+from lfm_edge.native.cpu import default_threads
 from lfm_edge.video import Caption, Finished, ModelCaptioner, WatchOptions, watch_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +149,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     clip = f"{WIDTH}x{HEIGHT} {FPS} fps h264, {seconds:g} s live, {file_seconds:g} s file mode"
     results: dict[str, Any] = {"model": model_names, "clip": clip, "quick": args.quick}
     with api.load(text, api.LoadOptions(mmproj=mmproj, context=_context(args))) as model:
-        results["threads"] = model.text.options.n_threads
+        results["threads"] = model.text.options.n_threads or default_threads()
         for name, video, options in (
             ("live", moving, WatchOptions(mode="live")),
             ("file", file_clip, WatchOptions(mode="file", every=2.0)),
