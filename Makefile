@@ -144,6 +144,13 @@ ROUNDS ?= 3
 bench: venv
 	$(PY) -m benchmarks.bench_all $(if $(QUICK),--quick,--rounds $(ROUNDS)) $(if $(THREADS),--threads $(THREADS))
 
+# Live and file captioning (lfm-edge watch) on a generated 640x480 30 fps clip, full-size synthetic Q4_0 text + Q8_0
+# mmproj: captions/s, lag p50/p95 and CPU share live, video seconds per wall second at --every 2, CPU share of a static
+# scene (build/bench/video.json). QUICK=1: the tiny model and a 10 s clip (a smoke test, not a measurement).
+.PHONY: bench-video
+bench-video: venv
+	$(PY) -m benchmarks.bench_video $(if $(QUICK),--quick) $(if $(THREADS),--threads $(THREADS))
+
 # After `make venv-gpu BACKEND=...` and `make demo`: CPU and GPU give the same greedy tokens (build/bench/gpu_check.json).
 .PHONY: gpu-check
 gpu-check: venv

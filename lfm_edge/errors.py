@@ -63,3 +63,7 @@ class RequestError(LfmEdgeError):
         self.code = code
         self.param = param
         self.headers = headers or {}
+
+
+class VideoError(LfmEdgeError):
+    """A video source (file, camera, stream, image folder) cannot be opened or read, or stalled."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,6 +149,12 @@ class Model:
         completion = self.generate(detection_prompt(query), [image], options or DETECT_OPTIONS, **knobs)
         height, width = load_image(image).shape[:2]
         return parse_detections(completion.message.content, (width, height))
+
+    def watch(self, source: Any, options: Any = None, **kw: Any) -> Iterator[Any]:
+        """Captions a video file, camera, stream or image folder: yields lfm_edge.video events (see its docs)."""
+        from lfm_edge.video import watch
+
+        return watch(self, source, options, **kw)
 
 
 def _fallback_template() -> str:

@@ -15,6 +15,7 @@ from lfm_edge.cli.errors import friendly_errors as _friendly_errors
 from lfm_edge.cli.model import caption, chat, info, run
 from lfm_edge.cli.serve import serve
 from lfm_edge.cli.skills import detect, tools
+from lfm_edge.cli.watch import watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -149,3 +150,4 @@ def bench(model: str, image: Path | None, mmproj: Path | None, out: Path | None,
 
 for _command in (run, chat, caption, info, tools, detect, serve):
     main.add_command(_command)
+main.add_command(watch)
