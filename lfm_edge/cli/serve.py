@@ -39,6 +39,13 @@ from lfm_edge.errors import ConfigError
 @click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds a client has to send its request headers; then the connection is closed.")  # fmt: skip
 @click.option("--no-ui", is_flag=True, help="Do not serve the browser page at / (the API only).")
+@click.option(
+    "--watch",
+    "watch_source",
+    metavar="SOURCE",
+    help="Caption this camera (0, /dev/video0), video file or image folder live for the page (video extra).",
+)
+@click.option("--watch-prompt", default=None, help="The instruction for --watch captions.")  # fmt: skip
 @friendly_errors
 def serve(model: str, **kw: Any) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API: /v1/chat/completions (text, images as data: URIs, streaming,
@@ -69,7 +76,17 @@ def serve(model: str, **kw: Any) -> None:
             allow_private_image_hosts=kw["allow_private_image_hosts"],
             limits=limits,
             ui=not kw["no_ui"],
+            live_feed=_live_feed(loaded, kw),
         )
         run_server(loaded, options, verbose=bool((click.get_current_context().find_root().obj or {}).get("verbose")))
     finally:
         loaded.close()
+
+
+def _live_feed(model: Any, kw: dict[str, Any]) -> Any:
+    if not kw["watch_source"]:
+        return None
+    from lfm_edge.server.ui.watch_feed import video_feed
+
+    prompt = {"prompt": kw["watch_prompt"]} if kw["watch_prompt"] else {}
+    return video_feed(model, kw["watch_source"], mode="live", **prompt)
