@@ -49,7 +49,7 @@ demo: venv
 # A checkpoint (folder or HF repo id) -> the official GGUF repo's set of files in $(QUANT_DIR), with manifest.json,
 # README.md and report.md (KL/top-1/perplexity against F16). make quantize MODEL=path-or-repo [TYPES=Q4_0,Q8_0]
 TYPES ?= Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0
-MMPROJ_TYPES ?= Q8_0,F16
+MMPROJ_TYPES ?= Q8_0,F16,BF16
 QUANT_DIR ?= build/quantized
 quantize: venv
 	@test -n "$(MODEL)" || (echo "usage: make quantize MODEL=path-or-repo [TYPES=...] [QUANT_DIR=...]" >&2; exit 2)
