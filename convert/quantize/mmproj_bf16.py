@@ -35,6 +35,9 @@ class Bf16Result:
     converted_values: int
     inexact_values: int
     max_relative_error: float
+    # Nonzero F16 subnormals (|x| < 2^-14): if the F16 file came from BF16, F16 may have rounded these, so they can
+    # differ from the original BF16 values even when they convert exactly.
+    subnormal_values: int = 0
 
 
 def bf16_name(f16: Path) -> Path:
@@ -82,7 +85,9 @@ def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter) -> None:
 def write_bf16_mmproj(f16: Path, out: Path | None = None, force: bool = False) -> Bf16Result:
     reader = _open(f16)
     target = out or bf16_name(f16)
-    converted = inexact = 0
+    if target.exists() and not force:
+        raise ConversionError(f"{target} already exists: pass --force to overwrite it, or --out another file")
+    converted = inexact = subnormal = 0
     worst = 0.0
     with atomic_output(target, force) as temporary:
         writer = gguf.GGUFWriter(temporary, "clip")
@@ -100,6 +105,7 @@ def write_bf16_mmproj(f16: Path, out: Path | None = None, force: bool = False) -
             back = widen_bf16(bits)
             changed = back != values
             converted += values.size
+            subnormal += int(np.count_nonzero((values != 0) & (np.abs(values) < 2.0**-14)))
             inexact += int(np.count_nonzero(changed))
             if changed.any():
                 errors = np.abs(back[changed] - values[changed]) / np.abs(values[changed])
@@ -109,5 +115,6 @@ def write_bf16_mmproj(f16: Path, out: Path | None = None, force: bool = False) -
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-    log.info("wrote %s: %d values converted, %d not exact (max relative error %.2g)", target, converted, inexact, worst)
-    return Bf16Result(target, converted, inexact, worst)
+    log.info("wrote %s: %d values converted, %d not exact (max relative error %.2g), %d F16 subnormals", target,
+             converted, inexact, worst, subnormal)  # fmt: skip
+    return Bf16Result(target, converted, inexact, worst, subnormal)

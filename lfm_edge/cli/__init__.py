@@ -86,7 +86,8 @@ def mmproj_bf16(f16: Path, out: Path | None, force: bool) -> None:
 
     result = write_bf16_mmproj(f16, out, force)
     click.echo(f"{result.path}: {result.converted_values} values to BF16, {result.inexact_values} not exactly "
-               f"representable (largest relative change {result.max_relative_error:.2g})")  # fmt: skip
+               f"representable (largest relative change {result.max_relative_error:.2g}); "
+               f"{result.subnormal_values} were F16 subnormals, which F16 may already have rounded")  # fmt: skip
 
 
 @main.command()
