@@ -125,12 +125,13 @@ def main() -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--quant", default="Q4_0", help="text model type in FOLDER")
     parser.add_argument("--out", type=Path, default=Path("build/bench/vision.json"))
     args = parser.parse_args()
     threads = args.threads or default_threads()
-    text = files_in_folder(args.folder, "Q4_0").text
+    text = files_in_folder(args.folder, args.quant).text
     mmprojs = {weight_type_of(p) or p.name: p for p in sorted(args.folder.glob("mmproj*.gguf"))}
-    chosen = files_in_folder(args.folder, "Q4_0").mmproj
+    chosen = files_in_folder(args.folder, args.quant).mmproj
     assert chosen is not None
     rounds = []
     with tempfile.TemporaryDirectory(prefix="lfm-edge-bench-vision-") as name:

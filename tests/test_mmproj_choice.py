@@ -3,6 +3,7 @@ written from an F16 one (`lfm-edge mmproj-bf16`), compared with the converter's 
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -120,3 +121,22 @@ def test_bf16_name() -> None:
     assert bf16_name(Path("mmproj-m-f16.gguf")) == Path("mmproj-m-bf16.gguf")
     with pytest.raises(ConversionError):
         bf16_name(Path("mmproj-M-BF16.gguf"))
+
+
+def test_quantize_writes_bf16_by_default_and_lists_it(
+    synthetic_checkpoint: Callable[..., Path], tmp_path: Path
+) -> None:
+    from convert.quantize import QuantizeOptions, quantize_checkpoint
+    from convert.quantize.report import _markdown, mmproj_section
+
+    result = quantize_checkpoint(synthetic_checkpoint(), QuantizeOptions(tmp_path, ("Q8_0",), report=False))
+    mmprojs = {f.type: tmp_path / f.name for f in result.files if f.role == "mmproj"}
+    assert list(mmprojs) == ["Q8_0", "F16", "BF16"]
+    kinds = {t.name: t.tensor_type.name for t in gguf.GGUFReader(mmprojs["BF16"]).tensors}
+    assert kinds["v.blk.0.attn_q.weight"] == "BF16" and kinds["v.patch_embd.weight"] == "F32"
+    card = result.model_card.read_text(encoding="utf-8")
+    assert "mmproj-tiny-official-2.5-BF16.gguf" in card and "Vision weights" in card
+    assert any(e["type"] == "BF16" for e in json.loads(result.manifest.read_text())["files"])
+    section = mmproj_section(mmprojs)
+    report = {"metrics": "m", "reference": "r", "rows": [], "mmproj": section}
+    assert "| `mmproj-tiny-official-2.5-BF16.gguf` | BF16 |" in _markdown(report)
