@@ -96,6 +96,12 @@ goldens: reference
 	$(REF_PY) -m tests.reference.model_goldens
 	$(REF_PY) -m tests.reference.llamacpp_goldens
 	$(REF_PY) -m tests.reference.transformers_saved
+	$(REF_PY) -m tests.reference.bf16_features
+
+# transformers' bf16 image features of the tiny checkpoint (tests/goldens/model/bf16), for the BF16 mmproj test.
+.PHONY: goldens-bf16
+goldens-bf16: reference
+	$(REF_PY) -m tests.reference.bf16_features
 
 clean:
 	rm -rf build $(VENV) $(REF_VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -116,6 +122,13 @@ fuzz-parsers: venv
 	$(PY) -m benchmarks.fuzz_parsers --out build/bench/fuzz.json
 
 # Follow-up TTFT on the same image vs the first turn (full-size synthetic model, F16).
+# The image path alone (build/bench/vision.json): encode ms per crop for each mmproj type, TTFT uncached and from the
+# persistent embedding cache, image prefill by n_batch. make bench-vision [VISION_DIR=folder with Q4_0 + mmproj types]
+VISION_DIR ?= build/bench/quantized
+.PHONY: bench-vision
+bench-vision: venv
+	$(PY) -m benchmarks.bench_vision $(VISION_DIR) --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS))
+
 .PHONY: bench-followup
 bench-followup: venv
 	$(PY) -m benchmarks.bench_followup
