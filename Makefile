@@ -122,12 +122,12 @@ fuzz-parsers: venv
 	$(PY) -m benchmarks.fuzz_parsers --out build/bench/fuzz.json
 
 # Follow-up TTFT on the same image vs the first turn (full-size synthetic model, F16).
-# The image path alone (build/bench/vision.json): encode ms per crop for each mmproj type, TTFT uncached and from the
-# persistent embedding cache, image prefill by n_batch. make bench-vision [VISION_DIR=folder with Q4_0 + mmproj types]
+# The image path alone (build/bench/image.json): encode ms per crop for each mmproj type, TTFT uncached and from the
+# persistent embedding cache, image prefill by n_batch. make bench-image [VISION_DIR=folder with Q4_0 + mmproj types]
 VISION_DIR ?= build/bench/quantized
-.PHONY: bench-vision
-bench-vision: venv
-	$(PY) -m benchmarks.bench_vision $(VISION_DIR) --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS))
+.PHONY: bench-image
+bench-image: venv
+	$(PY) -m benchmarks.bench_image $(VISION_DIR) --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS))
 
 .PHONY: bench-followup
 bench-followup: venv

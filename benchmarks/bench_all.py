@@ -130,17 +130,17 @@ def _transformers(plan: Plan, dtype: str, image: Path, errors: dict[str, str]) -
 
 
 def _vision(plan: Plan) -> dict[str, Any]:
-    """benchmarks.bench_vision on the folder of the first variant: encode ms per crop for each mmproj type there,
+    """benchmarks.bench_image on the folder of the first variant: encode ms per crop for each mmproj type there,
     TTFT (512x385, 1920x1080) with the type chosen for this CPU, uncached and from the persistent cache in a fresh
     load, and image prefill by n_batch; its own rounds, interleaved."""
     variant = plan.variants[0]
     quant = "F16" if plan.quick else "Q4_0"
-    out = plan.out_dir / "vision.json"
-    command = [sys.executable, "-m", "benchmarks.bench_vision", str(variant.text.parent), "--quant", quant,
+    out = plan.out_dir / "image.json"
+    command = [sys.executable, "-m", "benchmarks.bench_image", str(variant.text.parent), "--quant", quant,
                "--rounds", str(plan.rounds), "--threads", str(plan.threads), "--out", str(out)]  # fmt: skip
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if completed.returncode:
-        raise RuntimeError(f"bench_vision exited with {completed.returncode}: {completed.stderr[-400:]}")
+        raise RuntimeError(f"bench_image exited with {completed.returncode}: {completed.stderr[-400:]}")
     report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     report.pop("raw_rounds", None)
     return report
@@ -204,7 +204,7 @@ def run(plan: Plan) -> dict[str, Any]:
                 row["transformers_f32"] = _transformers(plan, "f32", images["ttft"], errors)
             rounds.append(row)
         memory = _memory(plan, images["photo"], errors)
-        vision = _attempt("image path (bench_vision)", errors, lambda: _vision(plan))
+        vision = _attempt("image path (bench_image)", errors, lambda: _vision(plan))
         extra = {}
         if "transformers" not in missing and not plan.quick:
             extra["bf16"] = _transformers(plan, "bf16", images["ttft"], errors)

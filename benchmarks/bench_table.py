@@ -199,7 +199,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines += [*_table(header, _rows(variant, transformers, goals=index == 0)), ""]
     lines += ["## Memory", "", *_memory_lines(report["memory"]), ""]
     if report.get("vision"):
-        lines += ["## Image path (benchmarks/bench_vision.py)", "", *vision_lines(report["vision"]), ""]
+        lines += ["## Image path (benchmarks/bench_image.py)", "", *vision_lines(report["vision"]), ""]
     notes = [f"- {tool}: {why}" for tool, why in report["not_measured"].items()]
     notes += [f"- {what} failed: {why}" for what, why in report["errors"].items()]
     if transformers:

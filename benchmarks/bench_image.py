@@ -2,7 +2,8 @@
 question (512x385 and 1920x1080) with the type chosen for this CPU, uncached and from the persistent embedding cache
 in a fresh load (what a second process sees), and image-prompt prefill against n_batch.
 
-python -m benchmarks.bench_vision FOLDER [--rounds 3] [--threads N] [--out build/bench/vision.json]
+python -m benchmarks.bench_image FOLDER [--rounds 3] [--threads N] [--quant Q4_0] [--sizes 512x385,1920x1080]
+    [--out build/bench/image.json]
 FOLDER holds <Model>-Q4_0.gguf and mmproj-<Model>-<TYPE>.gguf files (`lfm-edge quantize ... --mmproj-types
 Q8_0,F16,BF16,F32`). Each round measures every type, then every TTFT, one after the other; medians over rounds.
 """
@@ -92,7 +93,7 @@ def ttft_round(text: Path, mmproj: Path, images: dict[str, Path], threads: int, 
 
 
 def prefill_round(text: Path, mmproj: Path, image: Path, threads: int) -> dict[str, float]:
-    """Prefill ms of the 1920x1080 image prompt (embeddings cached, so only the text model runs) per n_batch."""
+    """Prefill ms of the largest image's prompt (embeddings cached, so only the text model runs) per n_batch."""
     result = {}
     with tempfile.TemporaryDirectory() as name:
         for n_batch in (256, 512, 1024):
@@ -120,34 +121,41 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "cache_hit_ttft_ratio": hits, "image_prefill_ms_by_n_batch": prefill}  # fmt: skip
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quant", default="Q4_0", help="text model type in FOLDER")
-    parser.add_argument("--out", type=Path, default=Path("build/bench/vision.json"))
-    args = parser.parse_args()
+    parser.add_argument("--sizes", default="512x385,1920x1080", help="images of the TTFT rows, WIDTHxHEIGHT")
+    parser.add_argument("--out", type=Path, default=Path("build/bench/image.json"))
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _arguments()
     threads = args.threads or default_threads()
-    text = files_in_folder(args.folder, args.quant).text
+    found = files_in_folder(args.folder, args.quant)
     mmprojs = {weight_type_of(p) or p.name: p for p in sorted(args.folder.glob("mmproj*.gguf"))}
-    chosen = files_in_folder(args.folder, args.quant).mmproj
-    assert chosen is not None
-    rounds = []
-    with tempfile.TemporaryDirectory(prefix="lfm-edge-bench-vision-") as name:
+    assert found.mmproj is not None
+    head = {"threads": threads, "cpu_class": cpu_class(cpu_features(system_info())),
+            "llama_cpp_system_info": system_info().strip(), "text": found.text.name,
+            "chosen_mmproj": found.mmproj.name}  # fmt: skip
+    rounds: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="lfm-edge-bench-image-") as name:
         folder = Path(name)
-        images = {"512x385": _image(folder, 512, 385), "1920x1080": _image(folder, 1920, 1080)}
+        sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+        images = {f"{w}x{h}": _image(folder, w, h) for w, h in sizes}
         for index in range(args.rounds):
-            print(f"bench_vision: round {index + 1}/{args.rounds}", file=sys.stderr, flush=True)
-            cache = folder / f"cache-{index}"
-            rounds.append({"encode": encode_round(text, mmprojs, threads),
-                           "ttft": ttft_round(text, chosen, images, threads, cache),
-                           "prefill": prefill_round(text, chosen, images["1920x1080"], threads)})  # fmt: skip
-    report = {"threads": threads, "cpu_class": cpu_class(cpu_features(system_info())),
-              "llama_cpp_system_info": system_info().strip(), "chosen_mmproj": chosen.name,
-              "rounds": args.rounds, **summarise(rounds), "raw_rounds": rounds}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            print(f"bench_image: round {index + 1}/{args.rounds}", file=sys.stderr, flush=True)
+            row: dict[str, Any] = {"encode": encode_round(found.text, mmprojs, threads)}
+            row["ttft"] = ttft_round(found.text, found.mmproj, images, threads, folder / f"cache-{index}")
+            row["prefill"] = prefill_round(found.text, found.mmproj, list(images.values())[-1], threads)
+            rounds.append(row)
+            # Written after every round, so a long run stopped early keeps what it measured.
+            report = {**head, "rounds": len(rounds), **summarise(rounds), "raw_rounds": rounds}
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in report.items() if k != "raw_rounds"}, indent=2))
     return 0
 

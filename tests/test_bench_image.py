@@ -1,11 +1,11 @@
-"""benchmarks/bench_vision.py's summary (medians over rounds, ratios) and its section of bench/results.md."""
+"""benchmarks/bench_image.py's summary (medians over rounds, ratios) and its section of bench/results.md."""
 
 from __future__ import annotations
 
 import pytest
 
+from benchmarks.bench_image import summarise
 from benchmarks.bench_table import vision_lines
-from benchmarks.bench_vision import summarise
 
 
 def _round(scale: float) -> dict[str, object]:
