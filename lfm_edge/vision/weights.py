@@ -3,8 +3,9 @@
 Vision encoding is compute-bound (a 512x512 crop is 1,024 patches through a 12-layer ViT), so the type whose dot
 products the CPU does natively wins, not the smallest file. The rule, and where each line comes from:
 
-- x86 with AVX512_BF16: BF16, F16, Q8_0, F32. Measured (README, "Vision weights per CPU"): BF16 encodes a
-  512x512 crop about 1.3x faster than Q8_0 and 1.2x faster than F16 (ggml's llamafile sgemm uses `vdpbf16ps`).
+- x86 with AVX512_BF16: BF16, F16, Q8_0, F32. Measured on a quiet 2-core VM (issue I; README, "Image path"): BF16
+  encodes a 512x512 crop 1.38x as fast as Q8_0 and 1.2x as fast as F16 (ggml's llamafile sgemm uses `vdpbf16ps`).
+  A run on a heavily shared machine ordered them the other way; the README gives both.
 - other x86 (AVX2 / AVX512F without BF16): F16, Q8_0, BF16, F32. Inferred: F16 over Q8_0 is the order measured
   on the machine above; without AVX512_BF16, ggml widens BF16 to F32 by shifts, so BF16 loses its edge.
 - ARM with FP16_VA (FP16 vector arithmetic, e.g. Cortex-A76 / Raspberry Pi 5, Apple M): F16, Q8_0, F32, BF16.
