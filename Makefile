@@ -56,8 +56,16 @@ quantize: venv
 	$(VENV)/bin/lfm-edge quantize "$(MODEL)" --types "$(TYPES)" --mmproj-types "$(MMPROJ_TYPES)" \
 		--outdir "$(QUANT_DIR)" $(if $(FORCE),--force)
 
-test: venv
+test: venv browser
 	$(PY) -m pytest
+
+# The browser tests (tests/test_ui_*.py) need Debian's chromium and its driver; installed here only when missing
+# (apt-get, as root: CI and these machines run as root; elsewhere it says what to install).
+.PHONY: browser
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make browser: install chromium and chromium-driver (Debian packages) as root" >&2; exit 1; fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
 
 test-slow: venv
 	$(PY) -m pytest -m slow
@@ -95,6 +103,7 @@ goldens: reference
 	$(REF_PY) -m tests.reference.load_manifest
 	$(REF_PY) -m tests.reference.model_goldens
 	$(REF_PY) -m tests.reference.llamacpp_goldens
+	$(REF_PY) -m tests.reference.family_goldens
 	$(REF_PY) -m tests.reference.transformers_saved
 	$(REF_PY) -m tests.reference.bf16_features
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import gguf
 
-from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.mmproj import read_gguf_metadata
 from lfm_edge.resolve import resolve
+from lfm_edge.settings_source import resolve_settings
 
 _TEXT_KEYS = ("general.name", "general.architecture", "general.file_type", "general.size_label",
               "lfm2.context_length", "lfm2.embedding_length", "lfm2.block_count", "lfm2.vocab_size")  # fmt: skip
@@ -36,6 +36,10 @@ def describe_model(model: str | Path, mmproj: Path | None = None, quant: str | N
     mmproj_meta = read_gguf_metadata(files.mmproj)
     report["mmproj"] = {"file": str(files.mmproj), **{k: mmproj_meta.get(k) for k in _MMPROJ_KEYS},
                         **_tensor_summary(files.mmproj)}  # fmt: skip
-    settings = ProcessorSettings.from_gguf_metadata(mmproj_meta)
-    report["image processor"] = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+    resolved = resolve_settings(files, mmproj_meta)
+    settings = resolved.settings
+    report["image processor"] = {
+        "source": str(resolved.source),
+        **{name: getattr(settings, name) for name in settings.__dataclass_fields__},
+    }
     return report

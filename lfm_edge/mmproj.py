@@ -3,12 +3,14 @@ belong together: text arch `lfm2`; mmproj arch `clip`, projector `lfm2`, project
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gguf
 
 from lfm_edge.errors import ModelError
+from lfm_edge.image.family import Signature
 
 if TYPE_CHECKING:
     from lfm_edge.resolve import ModelFiles
@@ -42,3 +44,18 @@ def check_pair(text: dict[str, Any], mmproj: dict[str, Any] | None, n_embd: int,
             f"{files.mmproj} projects to width {projection} but {files.text} has width {n_embd}: "
             "they come from different models; pass the mmproj converted with this text model"
         )
+
+
+def mmproj_signature(path: Path, metadata: Mapping[str, Any]) -> Signature | None:
+    """The structural signature of an LFM2-VL mmproj (lfm_edge.image.family), from its header only."""
+    try:
+        tensors = {t.name: [int(d) for d in t.shape] for t in gguf.GGUFReader(path).tensors}
+        keys = ("clip.vision.block_count", "clip.vision.embedding_length", "clip.vision.projection_dim")
+        blocks, width, text_width = (int(metadata[key]) for key in keys)
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return None
+    projector = tensors.get("mm.1.weight")
+    if projector is None or len(projector) != 2:
+        return None
+    # ggml lists the shape innermost first: mm.1.weight is [in (vision width x 4), out (projector width)].
+    return Signature("mm.input_norm.weight" in tensors, projector[1], blocks, width, text_width)

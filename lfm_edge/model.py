@@ -26,6 +26,7 @@ from lfm_edge.native.text import ContextOptions, TextModel, default_threads
 from lfm_edge.parse import Detection, detection_prompt, parse_detections
 from lfm_edge.prompt import ChatTemplate, RenderOptions
 from lfm_edge.resolve import ModelFiles, resolve
+from lfm_edge.settings_source import resolve_settings
 from lfm_edge.vision import CropEncoder
 from lfm_edge.vision.backends import DEFAULT_BACKEND, EncoderRequest, open_encoder
 from lfm_edge.vision.cache import EmbeddingCache, default_cache_dir
@@ -89,7 +90,9 @@ class Model:
         try:
             text_meta = {key: self.text.metadata(key) for key in ("general.architecture", "tokenizer.chat_template")}
             check_pair(text_meta, mmproj_meta, self.text.n_embd, files)
-            self.settings = ProcessorSettings.from_gguf_metadata(mmproj_meta) if mmproj_meta else ProcessorSettings()
+            # The best source of the image settings (lfm_edge.settings_source); `settings_source` says which.
+            resolved = resolve_settings(files, mmproj_meta)
+            self.settings, self.settings_source = resolved.settings, resolved.source
             self.template = ChatTemplate(str(text_meta["tokenizer.chat_template"] or _fallback_template()))
             self.vision = self._open_vision(files, options)
             cache = self._embedding_cache(options)

@@ -161,7 +161,7 @@ def test_json_schema_response_format_is_enforced(client: openai.OpenAI) -> None:
     ("kwargs", "error", "status", "code"),
     [
         ({"messages": _user("Hi", "data:image/png;base64,bm90IGFuIGltYWdl")}, openai.BadRequestError, 400,
-         "invalid_image"),
+         "unsupported_image_format"),
         ({"messages": _user("Hi", "/etc/passwd")}, openai.BadRequestError, 400, "invalid_image_url"),
         ({"messages": _user("Hi", "http://127.0.0.1:1/x.png")}, openai.BadRequestError, 400, "remote_images_disabled"),
         ({"messages": [{"role": "user", "content": "word " * 5000}]}, openai.BadRequestError, 400,
@@ -170,7 +170,7 @@ def test_json_schema_response_format_is_enforced(client: openai.OpenAI) -> None:
         ({"messages": _user("Hi"), "n": 2}, openai.BadRequestError, 400, None),
         ({"messages": _user("Hi"), "temperature": 7}, openai.BadRequestError, 400, "invalid_value"),
         ({"messages": _user("Hi"), "extra_body": {"grammar": "root ::= nope"}}, openai.BadRequestError, 400,
-         "invalid_value"),
+         "invalid_grammar"),
     ],
 )  # fmt: skip
 def test_errors_have_openai_status_and_code(

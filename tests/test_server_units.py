@@ -16,7 +16,7 @@ import pytest
 from lfm_edge.errors import ConfigError, ContextLengthError, ImageError, ModelError, RequestError
 from lfm_edge.server import Limits, ServerOptions
 from lfm_edge.server.guards import host_allowed, key_matches
-from lfm_edge.server.images import image_bytes
+from lfm_edge.server.images import ImageSources, image_bytes
 from lfm_edge.server.messages import template_messages
 from lfm_edge.server.plan import plan_chat
 from lfm_edge.server.problems import as_request_error, error_payload
@@ -69,9 +69,9 @@ def test_options_refuse_short_keys_and_bad_ports() -> None:
 
 
 def test_a_data_uri_decodes_to_the_image_bytes() -> None:
-    assert image_bytes(PNG_URI, LIMITS, False, "p") == PNG
+    assert image_bytes(PNG_URI, ImageSources(LIMITS), "p").data == PNG
     spaced = PNG_URI[:40] + "\n" + PNG_URI[40:]
-    assert image_bytes(spaced, LIMITS, False, "p") == PNG
+    assert image_bytes(spaced, ImageSources(LIMITS), "p").data == PNG
 
 
 @pytest.mark.parametrize(
@@ -84,20 +84,20 @@ def test_a_data_uri_decodes_to_the_image_bytes() -> None:
         ("ftp://example.com/a.png", "invalid_image_url"),
         ("data:image/png,rawbytes", "invalid_image_url"),
         ("data:image/png;base64,@@@@", "invalid_image_url"),
-        ("data:image/png;base64," + base64.b64encode(b"not an image").decode(), "invalid_image"),
+        ("data:image/png;base64," + base64.b64encode(b"not an image").decode(), "unsupported_image_format"),
         ("https://example.com/cat.png", "remote_images_disabled"),
     ],
 )
 def test_image_urls_that_are_refused(url: str, code: str) -> None:
     with pytest.raises(RequestError) as raised:
-        image_bytes(url, LIMITS, False, "messages[0].content[0]")
+        image_bytes(url, ImageSources(LIMITS), "messages[0].content[0]")
     assert raised.value.code == code and raised.value.status == 400
     assert raised.value.param == "messages[0].content[0]"
 
 
 def test_an_image_over_the_byte_limit_is_413_before_decoding() -> None:
     with pytest.raises(RequestError) as raised:
-        image_bytes(PNG_URI, Limits(max_image_bytes=100), False, "p")
+        image_bytes(PNG_URI, ImageSources(Limits(max_image_bytes=100)), "p")
     assert raised.value.status == 413
 
 
@@ -123,13 +123,14 @@ def image_site() -> Iterator[str]:
 
 
 def test_remote_images_are_fetched_only_when_allowed(image_site: str) -> None:
-    assert image_bytes(f"{image_site}/photo_64x64.png", LIMITS, True, "p") == PNG
+    lan = ImageSources(LIMITS, allow_remote=True, allow_private=True)  # the test's site is on loopback
+    assert image_bytes(f"{image_site}/photo_64x64.png", lan, "p").data == PNG
     for url, status in [(f"{image_site}/missing.png", 400), (f"{image_site}/to-file", 400)]:
         with pytest.raises(RequestError) as raised:
-            image_bytes(url, LIMITS, True, "p")
+            image_bytes(url, lan, "p")
         assert raised.value.status == status and raised.value.code == "invalid_image_url"
     with pytest.raises(RequestError, match="over the limit"):
-        image_bytes(f"{image_site}/photo_64x64.png", Limits(max_image_bytes=10), True, "p")
+        image_bytes(f"{image_site}/photo_64x64.png", ImageSources(Limits(max_image_bytes=10), True, True), "p")
 
 
 def _request(**fields: object) -> ChatRequest:
@@ -147,9 +148,10 @@ def test_messages_become_template_messages() -> None:
             {"role": "tool", "tool_call_id": "c1", "content": "42"},
         ]
     )  # fmt: skip
-    system, user, assistant, tool = template_messages(list(request.messages), LIMITS, False)
+    system, user, assistant, tool = template_messages(list(request.messages), ImageSources(LIMITS))
     assert system == {"role": "system", "content": "Be brief."}
-    assert user["content"] == [{"type": "image", "image": PNG}, {"type": "text", "text": "What?"}]
+    image, text = user["content"]
+    assert image["type"] == "image" and image["image"].data == PNG and text == {"type": "text", "text": "What?"}
     assert "content" not in assistant  # dropped, as apply_chat_template drops None values
     assert assistant["tool_calls"][0]["function"] == {"name": "f", "arguments": {"a": 1}}
     assert tool == {"role": "tool", "content": "42", "tool_call_id": "c1"}
@@ -167,7 +169,7 @@ def test_messages_become_template_messages() -> None:
 def test_messages_that_are_refused(message: dict[str, object]) -> None:
     request = _request(messages=[message])
     with pytest.raises(RequestError) as raised:
-        template_messages(list(request.messages), LIMITS, False)
+        template_messages(list(request.messages), ImageSources(LIMITS))
     assert raised.value.status == 400 and raised.value.param is not None
 
 

@@ -4,7 +4,7 @@ The real weights cannot reach our machines, so every claim about the converter, 
 proven on these folders. ``write_checkpoint`` writes a complete Hugging Face model folder, atomically.
 """
 
-from convert.synthetic.configs import LAYOUTS, SIZES, CheckpointSpec
+from convert.synthetic.configs import LAYOUTS, MODEL_LAYOUTS, SIZES, CheckpointSpec
 from convert.synthetic.writer import describe, write_checkpoint
 
-__all__ = ["LAYOUTS", "SIZES", "CheckpointSpec", "describe", "write_checkpoint"]
+__all__ = ["LAYOUTS", "MODEL_LAYOUTS", "SIZES", "CheckpointSpec", "describe", "write_checkpoint"]

@@ -16,6 +16,10 @@ from lfm_edge.errors import ConfigError
 
 SIZES = ("tiny", "full")
 LAYOUTS = ("official-2.5", "lfm2-vl", "resaved-5.23")
+# Official model -> the layout holding its official files. Only models whose config.json is public here have one
+# (lfm_edge.image.family lists the others). Name the output folder after the model: converters derive
+# general.name from it, as they do for the official checkpoint.
+MODEL_LAYOUTS = {"LFM2.5-VL-450M": "official-2.5", "LFM2-VL-450M": "lfm2-vl"}
 
 # Official folder each layout starts from.
 _OFFICIAL_DIR = {

@@ -41,14 +41,21 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--force", is_flag=True, help="Replace OUTDIR if it exists.")
+@click.option(
+    "--model",
+    type=click.Choice(["LFM2.5-VL-450M", "LFM2-VL-450M"]),
+    default=None,
+    help="An official model's files (sets --layout); name OUTDIR after it, converters name the GGUF from it.",
+)
 @_friendly_errors
-def synthetic(outdir: Path, size: str, layout: str, seed: int, force: bool) -> None:
+def synthetic(outdir: Path, size: str, layout: str, seed: int, force: bool, model: str | None) -> None:
     """Write a synthetic checkpoint (official file layout, random weights) to OUTDIR.
 
     Needs the `synthetic` extra (tokenizers, safetensors).
     """
-    from convert.synthetic import CheckpointSpec, describe, write_checkpoint
+    from convert.synthetic import MODEL_LAYOUTS, CheckpointSpec, describe, write_checkpoint
 
+    layout = MODEL_LAYOUTS[model] if model else layout
     path = write_checkpoint(outdir, CheckpointSpec(size, layout, seed), force=force)
     click.echo(describe(path))
 

@@ -25,10 +25,20 @@ from lfm_edge.errors import ConfigError
 @click.option("--cors", "cors_origins", multiple=True, help="Browser origin allowed to call the API (repeatable).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, help="Extra Host header name to accept (repeatable).")
 @click.option("--allow-remote-images", is_flag=True, help="Fetch http(s) image URLs (default: data: URIs only).")
+@click.option(
+    "--allow-private-image-hosts",
+    is_flag=True,
+    help="With --allow-remote-images: also fetch from loopback, private and link-local addresses (default: public).",
+)
 @click.option("--max-queue", default=8, show_default=True, type=click.IntRange(0), help="Requests waiting at most.")
 @click.option("--max-images", default=16, show_default=True, type=click.IntRange(0), help="Images per request.")
 @click.option("--max-body-mb", default=32, show_default=True, type=click.IntRange(1), help="Request body size.")
 @click.option("--max-image-mpx", default=36.0, show_default=True, type=click.FloatRange(0.01), help="Image megapixels.")
+@click.option("--request-timeout", default=600.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds one request may take, queue included (0: no limit); then 504.")  # fmt: skip
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds a client has to send its request headers; then the connection is closed.")  # fmt: skip
+@click.option("--no-ui", is_flag=True, help="Do not serve the browser page at / (the API only).")
 @friendly_errors
 def serve(model: str, **kw: Any) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API: /v1/chat/completions (text, images as data: URIs, streaming,
@@ -43,6 +53,8 @@ def serve(model: str, **kw: Any) -> None:
         max_images=kw["max_images"],
         max_body_bytes=kw["max_body_mb"] * 2**20,
         max_image_pixels=int(kw["max_image_mpx"] * 1e6),
+        request_timeout_s=kw["request_timeout"],
+        header_timeout_s=kw["header_timeout"],
     )
     loaded = open_model(model, kw)
     try:
@@ -54,7 +66,9 @@ def serve(model: str, **kw: Any) -> None:
             cors_origins=tuple(kw["cors_origins"]),
             allowed_hosts=tuple(kw["allowed_hosts"]),
             allow_remote_images=kw["allow_remote_images"],
+            allow_private_image_hosts=kw["allow_private_image_hosts"],
             limits=limits,
+            ui=not kw["no_ui"],
         )
         run_server(loaded, options, verbose=bool((click.get_current_context().find_root().obj or {}).get("verbose")))
     finally:

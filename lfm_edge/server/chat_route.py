@@ -5,16 +5,15 @@ The prompt cache across requests is the engine's: each request renders the whole
 longest prefix it has already evaluated (or a saved state of one), and image crops are encoded once (the prompt
 builder caches preprocessed images by their bytes and embeddings by crop). So a chat client's follow-up evaluates
 only the new turn. Errors before the first token (a bad image, a prompt longer than the context) are HTTP errors
-even for streams: the response starts only once the first piece exists.
+even for streams: the response starts only once the first piece exists. Images are decoded before the request is
+queued, on the image pool (decode.py); the job stops when the client leaves or the time budget ends (jobs.py).
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from functools import partial
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -23,8 +22,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from lfm_edge.generation import Completion
 from lfm_edge.parse import StreamDelta, ToolCallStreamFilter
+from lfm_edge.server.decode import ImageDecoder, Reservation
+from lfm_edge.server.images import ImageSources
+from lfm_edge.server.jobs import GenerationJob, RequestScope, cancel_on_disconnect, decode_images
 from lfm_edge.server.messages import template_messages
-from lfm_edge.server.plan import ChatPlan, plan_chat
+from lfm_edge.server.plan import plan_chat
 from lfm_edge.server.problems import as_request_error, error_payload
 from lfm_edge.server.responses import Reply, chunk, completion_body, sse, tool_call_json, usage, usage_chunk
 from lfm_edge.server.schema import ChatRequest, parse_body
@@ -33,61 +35,47 @@ from lfm_edge.server.state import ServerState
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-@asynccontextmanager
-async def cancel_on_disconnect(request: Request, cancelled: threading.Event) -> AsyncIterator[None]:
-    """Sets `cancelled` when the client goes away (read after the body: only http.disconnect can come)."""
-
-    async def watch() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        cancelled.set()
-
-    task = asyncio.create_task(watch())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
-def _generate(state: ServerState, messages: list[dict[str, Any]], plan: ChatPlan,
-              emit: Callable[[Any], None], cancelled: threading.Event) -> None:  # fmt: skip
-    stream = state.model.stream_messages(messages, plan.options, plan.render)
-    try:
-        for piece in stream:
-            if cancelled.is_set():
-                return
-            emit(piece)
-    finally:
-        stream.close()
-    if stream.completion is not None:
-        emit(stream.completion)
+def _images(request: Request) -> ImageDecoder:
+    decoder: ImageDecoder = request.app.state.lfm_images
+    return decoder
 
 
 async def chat_completions(request: Request) -> Response:
     state: ServerState = request.app.state.lfm
     body = parse_body(ChatRequest, await request.body())
+    scope = RequestScope.start(state.options.limits)
     state.check_model(body.model)
     limits = state.options.limits
     plan = plan_chat(body, state.n_ctx, limits, state.tool_markers)
-    messages = await run_in_threadpool(template_messages, body.messages, limits, state.options.allow_remote_images)
-    cancelled = threading.Event()
-    events = state.worker.run(partial(_generate, state, messages, plan), cancelled)
-    reply = Reply(state.options.model_id)
+    if body.image_settings is not None:  # validated here: a bad knob is a 400 before anything is queued
+        plan = dataclasses.replace(plan, settings=state.model.image_settings(**body.image_settings.changes()))
+    sources = ImageSources(limits, state.options.allow_remote_images, state.options.allow_private_image_hosts)
+    messages = await run_in_threadpool(template_messages, body.messages, sources)
+    async with cancel_on_disconnect(request, scope.cancelled):
+        reservation: Reservation | None = await decode_images(_images(request), messages, scope)
     try:
-        async with cancel_on_disconnect(request, cancelled):
-            first = await anext(events, None)
-            if not body.stream:
-                completion = first if isinstance(first, Completion) else None
-                async for event in events:
-                    completion = event if isinstance(event, Completion) else completion
-    except BaseException:
-        cancelled.set()
-        await events.aclose()
-        raise
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = _sse(request, reply, (first, events, cancelled), include_usage)
-        return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
+        job = GenerationJob(state, messages, plan.options, plan.render, scope, plan.settings)
+        events = state.worker.run(job, scope.cancelled)
+        reply = Reply(state.options.model_id)
+        try:
+            async with cancel_on_disconnect(request, scope.cancelled):
+                first = await anext(events, None)
+                if not body.stream:
+                    completion = first if isinstance(first, Completion) else None
+                    async for event in events:
+                        completion = event if isinstance(event, Completion) else completion
+        except BaseException:
+            scope.cancelled.set()
+            await events.aclose()
+            raise
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            stream = _sse(request, reply, (first, events, scope.cancelled), include_usage, reservation)
+            reservation = None  # the stream releases it when it ends
+            return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
+    finally:
+        if reservation is not None:
+            reservation.release()
     if completion is None:  # the client went away; nobody reads this
         return Response(status_code=499)
     return JSONResponse(completion_body(reply, completion, body.return_tokens))
@@ -106,7 +94,7 @@ def _delta_chunks(reply: Reply, delta: StreamDelta, calls_so_far: int) -> list[b
 
 
 async def _sse(request: Request, reply: Reply, source: tuple[Any, AsyncGenerator[Any, None], threading.Event],
-               include_usage: bool) -> AsyncIterator[bytes]:  # fmt: skip
+               include_usage: bool, reservation: Reservation | None = None) -> AsyncIterator[bytes]:  # fmt: skip
     first, events, cancelled = source
     pieces = ToolCallStreamFilter()
     calls = 0
@@ -141,3 +129,5 @@ async def _sse(request: Request, reply: Reply, source: tuple[Any, AsyncGenerator
     finally:
         cancelled.set()
         await events.aclose()
+        if reservation is not None:
+            reservation.release()

@@ -2,7 +2,7 @@
 
 1. the Host header names this server (an IP literal, localhost, this machine's name or an --allowed-host): a web
    page that rebinds its own domain name to 127.0.0.1 (DNS rebinding, ollama's CVE-2024-28224) gets 403;
-2. the API key, when one is set, compared in constant time (401 otherwise; /health is public);
+2. the API key, when one is set, compared in constant time (401 otherwise; /health and the page's files are public);
 3. the body: a Content-Length over the limit is refused before reading (413); a body that grows past it while
    streaming in (chunked) is cut off (413), and one that does not arrive within body_timeout_s gets 408.
 """
@@ -20,8 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lfm_edge.errors import RequestError
 from lfm_edge.server.options import ServerOptions
 from lfm_edge.server.problems import error_bytes
+from lfm_edge.server.ui import UI_PATHS
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", *UI_PATHS})  # the page holds no secrets; the API it calls needs the key
 
 
 def _hostname(host_header: str) -> str:

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from lfm_edge.errors import RequestError
-from lfm_edge.server.images import image_bytes
+from lfm_edge.server.images import ImageSources, image_bytes
 from lfm_edge.server.options import Limits
 from lfm_edge.server.schema import ChatMessage, ImagePart, TextPart, ToolCallIn
 
@@ -33,19 +33,20 @@ def check_counts(messages: list[ChatMessage], limits: Limits) -> None:
         )
 
 
-def template_messages(messages: list[ChatMessage], limits: Limits, allow_remote: bool) -> list[dict[str, Any]]:
-    """Blocking (decodes images, may fetch URLs): call it off the event loop."""
-    check_counts(messages, limits)
-    return [_message(message, index, limits, allow_remote) for index, message in enumerate(messages)]
+def template_messages(messages: list[ChatMessage], sources: ImageSources) -> list[dict[str, Any]]:
+    """Blocking (checks image headers, may fetch URLs): call it off the event loop. Images are CheckedImage
+    objects here, decoded later (decode.py)."""
+    check_counts(messages, sources.limits)
+    return [_message(message, index, sources) for index, message in enumerate(messages)]
 
 
-def _message(message: ChatMessage, index: int, limits: Limits, allow_remote: bool) -> dict[str, Any]:
+def _message(message: ChatMessage, index: int, sources: ImageSources) -> dict[str, Any]:
     role = "system" if message.role == "developer" else message.role
     out: dict[str, Any] = {"role": role}
     if isinstance(message.content, str):
         out["content"] = message.content
     elif message.content is not None:
-        out["content"] = [_part(part, role, f"messages[{index}].content[{i}]", limits, allow_remote)
+        out["content"] = [_part(part, role, f"messages[{index}].content[{i}]", sources)
                           for i, part in enumerate(message.content)]  # fmt: skip
     if message.tool_calls:
         if role != "assistant":
@@ -61,12 +62,12 @@ def _message(message: ChatMessage, index: int, limits: Limits, allow_remote: boo
     return out
 
 
-def _part(part: TextPart | ImagePart, role: str, param: str, limits: Limits, allow_remote: bool) -> dict[str, Any]:
+def _part(part: TextPart | ImagePart, role: str, param: str, sources: ImageSources) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if role != "user":
         raise RequestError(f"images are accepted in user messages only, not in a {role} message", 400, None, param)
-    return {"type": "image", "image": image_bytes(part.image_url.url, limits, allow_remote, param)}
+    return {"type": "image", "image": image_bytes(part.image_url.url, sources, param)}
 
 
 def _tool_call(call: ToolCallIn, param: str) -> dict[str, Any]:

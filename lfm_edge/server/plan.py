@@ -10,8 +10,9 @@ from typing import Any
 
 from lfm_edge.errors import RequestError
 from lfm_edge.generation import GenerationOptions
+from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.prompt import RenderOptions
-from lfm_edge.server.grammars import response_format_grammar, tool_call_grammar
+from lfm_edge.server.grammars import request_grammar, response_format_grammar, tool_call_grammar
 from lfm_edge.server.options import Limits
 from lfm_edge.server.schema import ChatRequest, NamedToolChoice, SamplingFields
 
@@ -23,6 +24,7 @@ _SAMPLING_FIELDS = ("temperature", "top_p", "min_p", "top_k", "repetition_penalt
 class ChatPlan:
     options: GenerationOptions
     render: RenderOptions
+    settings: ProcessorSettings | None = None  # None: the model's own
 
 
 def check_supported(request: ChatRequest) -> None:
@@ -71,16 +73,24 @@ def plan_chat(request: ChatRequest, n_ctx: int, limits: Limits, markers: tuple[i
     tools = request.tools or []
     if len(tools) > limits.max_tools:
         raise RequestError(f"{len(tools)} tools is over the limit of {limits.max_tools}", 400, None, "tools")
+    names = [tool.function.name for tool in tools]
+    if duplicated := sorted({name for name in names if names.count(name) > 1}):
+        raise RequestError(
+            f"tool name {duplicated[0]!r} is given {names.count(duplicated[0])} times: each tool needs its own name",
+            400,
+            "invalid_value",
+            f"tools[{len(names) - 1 - names[::-1].index(duplicated[0])}].function.name",
+        )
     choice = request.tool_choice
     if choice is not None and choice != "none" and not tools:
         raise RequestError("tool_choice needs tools", 400, "invalid_value", "tool_choice")
     grammars = []
     if request.grammar is not None:
-        grammars.append(request.grammar)
-    if request.response_format is not None and (grammar := response_format_grammar(request.response_format)):
+        grammars.append(request_grammar(request.grammar, limits))
+    if request.response_format is not None and (grammar := response_format_grammar(request.response_format, limits)):
         grammars.append(grammar)
     if choice == "required" or isinstance(choice, NamedToolChoice):
-        grammars.append(_forced_tool_grammar(request, markers))
+        grammars.append(_forced_tool_grammar(request, markers, limits))
     if len(grammars) > 1:
         raise RequestError(
             "grammar, response_format and a forced tool_choice each constrain the whole answer: give one of them",
@@ -95,7 +105,7 @@ def plan_chat(request: ChatRequest, n_ctx: int, limits: Limits, markers: tuple[i
     return ChatPlan(options, RenderOptions(tools=shown or None))
 
 
-def _forced_tool_grammar(request: ChatRequest, markers: tuple[int, int] | None) -> str:
+def _forced_tool_grammar(request: ChatRequest, markers: tuple[int, int] | None, limits: Limits) -> str:
     if markers is None:
         raise RequestError("this model has no tool-call marker tokens, so tool_choice cannot be forced", 400)
     tools = request.tools or []
@@ -109,4 +119,4 @@ def _forced_tool_grammar(request: ChatRequest, markers: tuple[int, int] | None) 
                 "invalid_value",
                 "tool_choice",
             )
-    return tool_call_grammar(tools, markers, single_call=request.parallel_tool_calls is False)
+    return tool_call_grammar(tools, markers, request.parallel_tool_calls is False, limits)

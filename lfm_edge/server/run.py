@@ -16,9 +16,31 @@ import uvicorn
 from lfm_edge.errors import ConfigError
 from lfm_edge.model import Model
 from lfm_edge.server.app import create_app
+from lfm_edge.server.headers import with_header_timeout
 from lfm_edge.server.options import ServerOptions
 
 log = logging.getLogger(__name__)
+
+MAX_LOG_CHARS = 2000
+
+
+class BoundedRecords(logging.Filter):
+    """Cuts a log record's text to MAX_LOG_CHARS: what a request sends (a grammar, an image, a prompt) must not
+    make one log line grow with it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if len(text) > MAX_LOG_CHARS:
+            record.msg, record.args = f"{text[:MAX_LOG_CHARS]}... ({len(text) - MAX_LOG_CHARS} more characters)", ()
+        return True
+
+
+def bound_logs() -> None:
+    """On the loggers that can carry request content: llama.cpp's (routed, see native/logs.py) and the server's."""
+    for name in ("lfm_edge.llama_cpp", "lfm_edge.server.problems", "lfm_edge.server.app", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, BoundedRecords) for f in logger.filters):
+            logger.addFilter(BoundedRecords())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -51,8 +73,10 @@ def _server(model: Model, options: ServerOptions, verbose: bool) -> tuple[uvicor
         log.warning(
             "listening on %s without --api-key: anyone who can reach this machine can use the model", options.host
         )
+    bound_logs()
     config = uvicorn.Config(
         create_app(model, options),
+        http=with_header_timeout(options.limits.header_timeout_s),
         log_level="info" if verbose else "warning",
         access_log=verbose,
         limit_concurrency=4 * options.limits.max_requests,  # connections; the guard answers requests in JSON

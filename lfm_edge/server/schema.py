@@ -115,6 +115,19 @@ class SamplingFields(_Body):
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None  # {"token id": bias}
 
 
+class ImageKnobs(_Body):
+    """Extension: image-processor knobs for this request's images (the model's settings otherwise)."""
+
+    min_image_tokens: Annotated[int, Field(ge=1, le=4096)] | None = None
+    max_image_tokens: Annotated[int, Field(ge=1, le=4096)] | None = None
+    min_tiles: Annotated[int, Field(ge=1, le=100)] | None = None
+    max_tiles: Annotated[int, Field(ge=1, le=100)] | None = None
+    do_image_splitting: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
 class ChatRequest(SamplingFields):
     model: str | None = None
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
@@ -126,6 +139,7 @@ class ChatRequest(SamplingFields):
     response_format: ResponseFormat | None = None
     grammar: str | None = None  # extension (llama-server): GBNF the answer must match
     return_tokens: bool = False  # extension (llama-server): the generated token ids in `tokens`
+    image_settings: ImageKnobs | None = None  # extension: processor knobs for this request's images
     n: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool | None = None
 
@@ -137,6 +151,7 @@ class DetectRequest(SamplingFields):
     image: NonEmpty  # a data: URI, or an http(s) URL with --allow-remote-images
     query: NonEmpty
     grammar: str | None = None
+    image_settings: ImageKnobs | None = None  # extension: processor knobs for the image
 
 
 Body = TypeVar("Body", bound=_Body)

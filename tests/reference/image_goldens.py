@@ -49,9 +49,9 @@ OFFICIAL = REPO_ROOT / "convert" / "synthetic" / "official"
 VALUES_IMAGE = "values_512x512.png"
 
 
-def _lfm2_vl_450m_overrides() -> dict[str, Any]:
-    """The image-processor keys of LFM2-VL-450M's flat processor_config.json (use_thumbnail false)."""
-    config = json.loads((OFFICIAL / "lfm2-vl-450m" / "processor_config.json").read_text())
+def _lfm2_vl_450m_overrides(folder: str = "lfm2-vl-450m") -> dict[str, Any]:
+    """The image-processor keys of an LFM2-VL flat processor_config.json (LFM2-VL-450M: use_thumbnail false)."""
+    config = json.loads((OFFICIAL / folder / "processor_config.json").read_text())
     return {k: v for k, v in config.items() if k in Lfm2VlImageProcessorKwargs.__annotations__}
 
 
@@ -69,6 +69,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         _lfm2_vl_450m_overrides(),
     ),
     "tile_384": ("tile_size=384 (144 tokens per tile)", {"tile_size": 384}),
+    "lfm2_vl_1_6b": (
+        "LFM2-VL-1.6B processor_config.json keys (max_pixels_tolerance 1.5) over the LFM2.5 defaults",
+        _lfm2_vl_450m_overrides("lfm2-vl-1.6b"),
+    ),
 }
 
 
