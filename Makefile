@@ -49,7 +49,7 @@ demo: venv
 # A checkpoint (folder or HF repo id) -> the official GGUF repo's set of files in $(QUANT_DIR), with manifest.json,
 # README.md and report.md (KL/top-1/perplexity against F16). make quantize MODEL=path-or-repo [TYPES=Q4_0,Q8_0]
 TYPES ?= Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0
-MMPROJ_TYPES ?= Q8_0,F16
+MMPROJ_TYPES ?= Q8_0,F16,BF16
 QUANT_DIR ?= build/quantized
 quantize: venv
 	@test -n "$(MODEL)" || (echo "usage: make quantize MODEL=path-or-repo [TYPES=...] [QUANT_DIR=...]" >&2; exit 2)
@@ -105,6 +105,12 @@ goldens: reference
 	$(REF_PY) -m tests.reference.llamacpp_goldens
 	$(REF_PY) -m tests.reference.family_goldens
 	$(REF_PY) -m tests.reference.transformers_saved
+	$(REF_PY) -m tests.reference.bf16_features
+
+# transformers' bf16 image features of the tiny checkpoint (tests/goldens/model/bf16), for the BF16 mmproj test.
+.PHONY: goldens-bf16
+goldens-bf16: reference
+	$(REF_PY) -m tests.reference.bf16_features
 
 clean:
 	rm -rf build $(VENV) $(REF_VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -125,6 +131,13 @@ fuzz-parsers: venv
 	$(PY) -m benchmarks.fuzz_parsers --out build/bench/fuzz.json
 
 # Follow-up TTFT on the same image vs the first turn (full-size synthetic model, F16).
+# The image path alone (build/bench/image.json): encode ms per crop for each mmproj type, TTFT uncached and from the
+# persistent embedding cache, image prefill by n_batch. make bench-image [VISION_DIR=folder with Q4_0 + mmproj types]
+VISION_DIR ?= build/bench/quantized
+.PHONY: bench-image
+bench-image: venv
+	$(PY) -m benchmarks.bench_image $(VISION_DIR) --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS))
+
 .PHONY: bench-followup
 bench-followup: venv
 	$(PY) -m benchmarks.bench_followup

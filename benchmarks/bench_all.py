@@ -82,8 +82,8 @@ def full_plan(rounds: int, threads: int) -> Plan:
     q4, q8 = quantized / "full-official-2.5-Q4_0.gguf", quantized / "mmproj-full-official-2.5-Q8_0.gguf"
     if not (q4.exists() and q8.exists()):
         subprocess.run([str(Path(sys.executable).with_name("lfm-edge")), "quantize", str(checkpoint), "--types",
-                        "Q4_0", "--mmproj-types", "Q8_0", "--outdir", str(quantized), "--no-report", "--force"],
-                       check=True)  # fmt: skip
+                        "Q4_0", "--mmproj-types", "Q8_0,F16,BF16", "--outdir", str(quantized), "--no-report",
+                        "--force"], check=True)  # fmt: skip
     variants = (Variant("Q4_0 text + Q8_0 mmproj", q4, q8), Variant("F16 text + F16 mmproj", f16, ref.MMPROJ))
     return Plan(False, rounds, threads, checkpoint, variants, ROOT / "bench")
 
@@ -127,6 +127,23 @@ def _transformers(plan: Plan, dtype: str, image: Path, errors: dict[str, str]) -
                "--dtype", dtype, "--threads", str(plan.threads), *(("--quick",) if plan.quick else ())]  # fmt: skip
     result: dict[str, Any] | None = _attempt(f"transformers {dtype}", errors, lambda: _run_json(command))
     return result
+
+
+def _vision(plan: Plan) -> dict[str, Any]:
+    """benchmarks.bench_image on the folder of the first variant: encode ms per crop for each mmproj type there,
+    TTFT (512x385, 1920x1080) with the type chosen for this CPU, uncached and from the persistent cache in a fresh
+    load, and image prefill by n_batch; its own rounds, interleaved."""
+    variant = plan.variants[0]
+    quant = "F16" if plan.quick else "Q4_0"
+    out = plan.out_dir / "image.json"
+    command = [sys.executable, "-m", "benchmarks.bench_image", str(variant.text.parent), "--quant", quant,
+               "--rounds", str(plan.rounds), "--threads", str(plan.threads), "--out", str(out)]  # fmt: skip
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if completed.returncode:
+        raise RuntimeError(f"bench_image exited with {completed.returncode}: {completed.stderr[-400:]}")
+    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    report.pop("raw_rounds", None)
+    return report
 
 
 def _memory(plan: Plan, image: Path, errors: dict[str, str]) -> dict[str, Any]:
@@ -187,11 +204,13 @@ def run(plan: Plan) -> dict[str, Any]:
                 row["transformers_f32"] = _transformers(plan, "f32", images["ttft"], errors)
             rounds.append(row)
         memory = _memory(plan, images["photo"], errors)
+        vision = _attempt("image path (bench_image)", errors, lambda: _vision(plan))
         extra = {}
         if "transformers" not in missing and not plan.quick:
             extra["bf16"] = _transformers(plan, "bf16", images["ttft"], errors)
     results = summarise(plan.variants, rounds, extra)
     return {"quick": plan.quick, "rounds": plan.rounds, "machine": _machine(plan, rounds), "memory": memory,
+            "vision": vision,
             "not_measured": missing, "errors": errors, **results, "raw_rounds": rounds}  # fmt: skip
 
 

@@ -9,25 +9,28 @@ a special token, so this is how transformers' tokenizer splits the expanded prom
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from lfm_edge.engine import ImageBlock, Item
-from lfm_edge.errors import ModelError, PromptError
+from lfm_edge.errors import ImageError, ModelError, PromptError
+from lfm_edge.image.load import PILLOW_LIMIT, load_image
 from lfm_edge.image.preprocess import preprocess
 from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.image.tokens import IMAGE_TOKEN, image_segments
 from lfm_edge.native.text import TextModel
-from lfm_edge.native.vision import VisionEncoder
 from lfm_edge.prompt import ChatTemplate, RenderOptions
+from lfm_edge.vision.cache import EmbeddingCache, crop_digest
+from lfm_edge.vision.encoder import CropEncoder
+from lfm_edge.vision.timings import ImageTimings
 
 _IMAGE_KEYS = ("image", "path", "url", "image_url")
-_CACHE_CROPS = 64
 _CACHE_IMAGES = 8
 
 
@@ -63,8 +66,10 @@ class PreparedImage:
     tokens_per_crop: tuple[int, ...]
 
 
-def prepare_image(image: Any, settings: ProcessorSettings) -> PreparedImage:
-    prepared = preprocess(image, settings)
+def prepare_image(
+    image: Any, settings: ProcessorSettings, max_pixels: int | Literal["pillow"] | None = PILLOW_LIMIT
+) -> PreparedImage:
+    prepared = preprocess(image, settings, max_pixels=max_pixels)
     layout = prepared.layout
     crops = iter(prepared.crops)
     parts: list[int | str | np.ndarray] = []
@@ -76,48 +81,106 @@ def prepare_image(image: Any, settings: ProcessorSettings) -> PreparedImage:
     return PreparedImage(tuple(parts), layout.tokens_per_crop)
 
 
-def _cache_key(image: Any, settings: ProcessorSettings) -> tuple[Any, ...] | None:
-    """A cache key for an image given as a path (the same file, unchanged) or as encoded bytes (the same bytes),
-    with the same knobs; None for other sources (arrays, PIL images, file objects), which are not cached."""
-    if isinstance(image, bytes | bytearray | memoryview):
-        return ("bytes", hashlib.sha256(image).hexdigest(), settings)
-    if not isinstance(image, str | Path):
-        return None
+def _content_key(image: Any, settings: ProcessorSettings) -> tuple[bytes | np.ndarray | None, str | None]:
+    """(the image as bytes or array to decode, a key naming its content and the knobs), or (None, None) for sources
+    that are not cached (PIL images, file objects). A path is read once here: the key is the sha256 of the bytes
+    that are then decoded, never the path or its time (a file rewritten in place, same size and mtime, changes it)."""
+    if isinstance(image, str | Path):
+        try:
+            data: bytes | np.ndarray = Path(image).read_bytes()
+        except OSError as exc:
+            raise ImageError(f"cannot read the image file {image} ({exc.strerror or exc})") from exc
+    elif isinstance(image, bytes | bytearray | memoryview):
+        data = bytes(image)
+    elif isinstance(image, np.ndarray):
+        data = np.ascontiguousarray(image)
+    else:
+        return None, None
+    digest = hashlib.sha256(data.tobytes() if isinstance(data, np.ndarray) else data)
+    if isinstance(data, np.ndarray):
+        digest.update(f"{data.shape}{data.dtype}".encode())
+    return data, f"{digest.hexdigest()}\n{settings!r}"
+
+
+def _decode(image: Any, data: bytes | np.ndarray | None) -> np.ndarray:
     try:
-        stat = Path(image).stat()
-    except OSError:
-        return None
-    return (str(Path(image).resolve()), stat.st_mtime_ns, stat.st_size, settings)
+        return load_image(image if data is None else data)
+    except ImageError as exc:
+        if isinstance(image, str | Path):
+            raise ImageError(f"{image}: {exc}") from exc
+        raise
+
+
+class _Clock:
+    """Accumulates the image stages of one prompt build (see ImageTimings)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {"encode_ms_per_crop": []}
+
+    def add(self, stage: str, seconds: float = 0.0, count: int = 1) -> None:
+        if stage.endswith("_s"):
+            self.values[stage] = self.values.get(stage, 0.0) + seconds
+        else:
+            self.values[stage] = self.values.get(stage, 0) + count
+
+    def timings(self) -> ImageTimings:
+        values = dict(self.values)
+        values["encode_ms_per_crop"] = tuple(values["encode_ms_per_crop"])
+        return ImageTimings(**values)
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    items: list[Item]
+    image_timings: ImageTimings
 
 
 class PromptBuilder:
-    def __init__(self, template: ChatTemplate, text: TextModel, vision: VisionEncoder | None) -> None:
+    """Messages -> engine items. `embeddings`: the image-embedding cache (memory, optionally disk) in front of the
+    vision encoder; preprocessed images are kept by content too (a chat re-renders its history every turn)."""
+
+    def __init__(
+        self, template: ChatTemplate, text: TextModel, vision: CropEncoder | None, embeddings: EmbeddingCache | None
+    ) -> None:
         self.template = template
         self.text = text
         self.vision = vision
-        self._embeddings: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._prepared: OrderedDict[tuple[Any, ...], PreparedImage] = OrderedDict()
+        self.embeddings = embeddings
+        self._prepared: OrderedDict[str, PreparedImage] = OrderedDict()
 
     def clear_caches(self) -> None:
-        """Forgets preprocessed images and crop embeddings: the next image is preprocessed and encoded anew."""
-        self._embeddings.clear()
+        """Forgets preprocessed images and in-memory crop embeddings (the persistent folder, if any, stays)."""
+        if self.embeddings is not None:
+            self.embeddings.clear_memory()
         self._prepared.clear()
 
-    def _prepare(self, image: Any, settings: ProcessorSettings) -> PreparedImage:
-        # A chat re-renders its whole history each turn (a server receives it whole each request): an image file or
-        # its bytes are preprocessed once, not once per turn.
-        key = _cache_key(image, settings)
-        if key is None:
-            return prepare_image(image, settings)
-        prepared = self._prepared.pop(key, None) or prepare_image(image, settings)
-        self._prepared[key] = prepared
-        while len(self._prepared) > _CACHE_IMAGES:
-            self._prepared.popitem(last=False)
+    def _prepare(self, image: Any, settings: ProcessorSettings, clock: _Clock) -> PreparedImage:
+        started = time.perf_counter()
+        data, key = _content_key(image, settings)
+        prepared = self._prepared.pop(key, None) if key is not None else None
+        if prepared is not None:
+            clock.add("reused_images")
+        else:
+            pixels = _decode(image, data)
+            loaded = time.perf_counter()
+            clock.add("load_s", loaded - started)
+            prepared = prepare_image(pixels, settings, max_pixels=None)  # the size was checked by load_image
+            started = loaded
+        clock.add("preprocess_s", time.perf_counter() - started)
+        if key is not None:
+            self._prepared[key] = prepared
+            while len(self._prepared) > _CACHE_IMAGES:
+                self._prepared.popitem(last=False)
         return prepared
 
     def build(
         self, messages: Sequence[Mapping[str, Any]], options: RenderOptions, settings: ProcessorSettings
     ) -> list[Item]:
+        return self.build_timed(messages, options, settings).items
+
+    def build_timed(
+        self, messages: Sequence[Mapping[str, Any]], options: RenderOptions, settings: ProcessorSettings
+    ) -> BuiltPrompt:
         chat, images = split_images(messages)
         rendered = self.template.render(chat, options)
         texts = rendered.split(IMAGE_TOKEN)
@@ -127,25 +190,27 @@ class PromptBuilder:
                 "pass one image per {'type': 'image'} item (and no literal '<image>' in text)"
             )
         items: list[Item] = []
+        clock = _Clock()
         for index, text in enumerate(texts):
             items.extend(self.text.tokenize(text))
             if index < len(images):
-                items.extend(self._image_items(images[index], settings))
-        return items
+                clock.add("images")
+                items.extend(self._image_items(images[index], settings, clock))
+        return BuiltPrompt(items, clock.timings())
 
-    def _image_items(self, image: Any, settings: ProcessorSettings) -> list[Item]:
+    def _image_items(self, image: Any, settings: ProcessorSettings, clock: _Clock) -> list[Item]:
         if self.vision is None:
             raise ModelError("this model was loaded without an mmproj, so it cannot see images: pass mmproj=...")
-        prepared = self._prepare(image, settings)
+        prepared = self._prepare(image, settings, clock)
         items: list[Item] = []
         crop_index = 0
         for part in prepared.parts:
             if isinstance(part, np.ndarray):
-                block = self._embed(part)
+                block = self._embed(part, repr(settings), clock)
                 needed = prepared.tokens_per_crop[crop_index]
                 if block.length != needed:
                     raise ModelError(
-                        f"mtmd gave {block.length} embeddings for a crop that needs {needed}: "
+                        f"the vision encoder gave {block.length} embeddings for a crop that needs {needed}: "
                         "the mmproj does not match this model's processor settings"
                     )
                 items.append(block)
@@ -156,15 +221,21 @@ class PromptBuilder:
                 items.append(part)
         return items
 
-    def _embed(self, crop: np.ndarray) -> ImageBlock:
-        key = hashlib.sha256(repr(crop.shape).encode() + np.ascontiguousarray(crop).tobytes()).hexdigest()
-        cached = self._embeddings.get(key)
-        if cached is None:
-            assert self.vision is not None
-            cached = self.vision.encode(crop)
-            self._embeddings[key] = cached
-            while len(self._embeddings) > _CACHE_CROPS:
-                self._embeddings.popitem(last=False)
-        else:
-            self._embeddings.move_to_end(key)
-        return ImageBlock(key, cached)
+    def _embed(self, crop: np.ndarray, knobs: str, clock: _Clock) -> ImageBlock:
+        digest = crop_digest(crop)
+        clock.add("crops")
+        cached, source = self.embeddings.lookup(digest, knobs) if self.embeddings else (None, "")
+        if cached is not None:
+            clock.add("cache_hits")
+            if source == "disk":
+                clock.add("disk_hits")
+            return ImageBlock(digest, cached)
+        assert self.vision is not None
+        started = time.perf_counter()
+        embeddings = self.vision.encode(crop)
+        seconds = time.perf_counter() - started
+        clock.add("encode_s", seconds)
+        clock.values["encode_ms_per_crop"].append(seconds * 1000)
+        if self.embeddings is not None:
+            self.embeddings.store(digest, knobs, embeddings)
+        return ImageBlock(digest, embeddings)

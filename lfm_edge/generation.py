@@ -17,6 +17,7 @@ from lfm_edge.errors import ConfigError
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.parse import ParsedMessage, parse_assistant_output
 from lfm_edge.textstream import StopMatcher, TokenTextDecoder
+from lfm_edge.vision.timings import ImageTimings
 
 FinishReason = Literal["stop", "length"]
 
@@ -41,6 +42,11 @@ class Timings:
     decode_tokens: int
     decode_tok_s: float
     total_s: float
+    # The stages before the first token: the images (load, preprocess, encode; None for a text-only prompt), the
+    # prompt prefill, and sampling the first token after it.
+    image: ImageTimings | None = None
+    prefill_s: float = 0.0
+    first_token_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,20 +88,29 @@ def _rate(count: int, seconds: float) -> float:
 
 
 def run_generation(
-    engine: Engine, items: Sequence[Item], options: GenerationOptions, started: float | None = None
+    engine: Engine,
+    items: Sequence[Item],
+    options: GenerationOptions,
+    started: float | None = None,
+    image: ImageTimings | None = None,
 ) -> TextStream:
     """`started`: when the request began (time.perf_counter()), so TTFT covers building the prompt too (image
-    decoding, preprocessing and encoding); default: now."""
+    decoding, preprocessing and encoding); default: now. `image`: those stages' timings, passed to Timings."""
     stream = TextStream(iter(()))
-    stream._pieces = _pieces(engine, items, options, stream, started)
+    stream._pieces = _pieces(engine, items, options, stream, (started, image))
     return stream
 
 
 def _pieces(
-    engine: Engine, items: Sequence[Item], options: GenerationOptions, stream: TextStream, started: float | None
+    engine: Engine,
+    items: Sequence[Item],
+    options: GenerationOptions,
+    stream: TextStream,
+    begun: tuple[float | None, ImageTimings | None],
 ) -> Iterator[str]:
-    started = time.perf_counter() if started is None else started
+    started = time.perf_counter() if begun[0] is None else begun[0]
     prefill = engine.prefill(items)
+    prefilled_at = time.perf_counter()
     decoder, matcher = TokenTextDecoder(), StopMatcher(options.stop)
     tokens: list[int] = []
     text: list[str] = []
@@ -140,5 +155,8 @@ def _pieces(
             decode_tokens=max(0, len(tokens) - 1),
             decode_tok_s=_rate(max(0, len(tokens) - 1), ended - (first_token_at or ended)),
             total_s=ended - started,
+            image=begun[1],
+            prefill_s=prefill.seconds,
+            first_token_s=(first_token_at or ended) - prefilled_at,
         ),
     )

@@ -23,11 +23,14 @@ from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.mmproj import check_pair, read_gguf_metadata
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel, default_threads
-from lfm_edge.native.vision import VisionEncoder, VisionOptions
 from lfm_edge.parse import Detection, detection_prompt, parse_detections
 from lfm_edge.prompt import ChatTemplate, RenderOptions
 from lfm_edge.resolve import ModelFiles, resolve
 from lfm_edge.settings_source import resolve_settings
+from lfm_edge.vision import CropEncoder
+from lfm_edge.vision.backends import DEFAULT_BACKEND, EncoderRequest, open_encoder
+from lfm_edge.vision.cache import EmbeddingCache, default_cache_dir
+from lfm_edge.vision.store import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
     from lfm_edge.chat import Chat
@@ -43,19 +46,34 @@ DETECT_OPTIONS = GenerationOptions(max_tokens=256, sampling=SamplingParams())
 @dataclass(frozen=True)
 class LoadOptions:
     """How to load: context size and threads, GPU offload (n_gpu_layers=-1: all; mmproj_on_gpu), flash attention
-    (None: llama.cpp decides), and `parity` (F32 KV cache, no flash attention: transformers-comparable logits)."""
+    (None: llama.cpp decides), and `parity` (F32 KV cache, no flash attention: transformers-comparable logits).
+    `cache_dir`: a folder for the persistent image-embedding cache (True: default_cache_dir(); None: in memory
+    only), bounded by `image_cache_bytes`; `vision_backend`: lfm_edge.vision.backends' name."""
 
     context: ContextOptions = field(default_factory=ContextOptions)
     mmproj: str | Path | None = None
     quant: str | None = None
     mmproj_on_gpu: bool = False
+    cache_dir: str | Path | bool | None = None
+    image_cache_bytes: int = DEFAULT_MAX_BYTES
+    vision_backend: str = DEFAULT_BACKEND
+
+    @property
+    def image_cache_folder(self) -> Path | None:
+        if self.cache_dir is None or self.cache_dir is False:
+            return None
+        return default_cache_dir() if self.cache_dir is True else Path(self.cache_dir).expanduser()
 
 
-def load(model: str | Path, options: LoadOptions | None = None, **context: Any) -> Model:
+def load(
+    model: str | Path, options: LoadOptions | None = None, *, cache_dir: str | Path | bool | None = None, **context: Any
+) -> Model:
     """Loads a text GGUF and its mmproj. `context` keywords (n_ctx, n_threads, n_gpu_layers, ...) fill
-    ContextOptions when no LoadOptions is given."""
+    ContextOptions when no LoadOptions is given. `cache_dir`: see LoadOptions."""
     if options is None:
-        options = LoadOptions(context=ContextOptions(**context))
+        options = LoadOptions(context=ContextOptions(**context), cache_dir=cache_dir)
+    elif cache_dir is not None:
+        options = dataclasses.replace(options, cache_dir=cache_dir)
     elif context:
         raise TypeError("pass either LoadOptions or context keywords, not both")
     files = resolve(model, mmproj=options.mmproj, quant=options.quant)
@@ -67,6 +85,7 @@ class Model:
         self.files = files
         # The text file's header holds the whole vocabulary; llama.cpp reads it far faster than gguf-py does.
         mmproj_meta = read_gguf_metadata(files.mmproj) if files.mmproj else None
+        self.vision: CropEncoder | None = None
         self.text = TextModel(files.text, options.context)
         try:
             text_meta = {key: self.text.metadata(key) for key in ("general.architecture", "tokenizer.chat_template")}
@@ -75,16 +94,27 @@ class Model:
             resolved = resolve_settings(files, mmproj_meta)
             self.settings, self.settings_source = resolved.settings, resolved.source
             self.template = ChatTemplate(str(text_meta["tokenizer.chat_template"] or _fallback_template()))
-            threads = self.text.options.n_threads or default_threads()
-            vision_options = VisionOptions(n_threads=threads, use_gpu=options.mmproj_on_gpu)
-            self.vision = VisionEncoder(files.mmproj, self.text.model, vision_options) if files.mmproj else None
+            self.vision = self._open_vision(files, options)
+            cache = self._embedding_cache(options)
         except BaseException:
-            self.text.close()
+            self.close()
             raise
         self.engine = Engine(self.text)
         from lfm_edge.conversation import PromptBuilder
 
-        self.prompts = PromptBuilder(self.template, self.text, self.vision)
+        self.prompts = PromptBuilder(self.template, self.text, self.vision, cache)
+
+    def _embedding_cache(self, options: LoadOptions) -> EmbeddingCache | None:
+        if self.vision is None:
+            return None
+        return EmbeddingCache(self.vision, options.image_cache_folder, options.image_cache_bytes)
+
+    def _open_vision(self, files: ModelFiles, options: LoadOptions) -> CropEncoder | None:
+        if files.mmproj is None:
+            return None
+        threads = self.text.options.n_threads or default_threads()
+        request = EncoderRequest(files.mmproj, self.text.model, threads, options.mmproj_on_gpu)
+        return open_encoder(options.vision_backend, request)
 
     def close(self) -> None:
         if self.vision is not None:
@@ -109,8 +139,9 @@ class Model:
         settings: ProcessorSettings | None = None,
     ) -> TextStream:
         started = time.perf_counter()
-        items = self.prompts.build(messages, render or RenderOptions(), settings or self.settings)
-        return run_generation(self.engine, items, options or GenerationOptions(), started)
+        built = self.prompts.build_timed(messages, render or RenderOptions(), settings or self.settings)
+        image = built.image_timings if built.image_timings.images else None
+        return run_generation(self.engine, built.items, options or GenerationOptions(), started, image)
 
     def stream(self, prompt: str, images: Sequence[Any] = (), options: GenerationOptions | None = None,
                **knobs: Any) -> TextStream:  # fmt: skip

@@ -1,5 +1,8 @@
 """Which two GGUF files to load: a text .gguf (its mmproj beside it), a folder holding the pair, or a Hugging Face
-repo id (default LiquidAI/LFM2.5-VL-450M-GGUF) through huggingface_hub's cache, offline first."""
+repo id (default LiquidAI/LFM2.5-VL-450M-GGUF) through huggingface_hub's cache, offline first.
+
+When several mmproj files are offered, the one of the fastest weight type for this CPU is chosen
+(lfm_edge.vision.weights); an explicit mmproj always wins."""
 
 from __future__ import annotations
 
@@ -8,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lfm_edge.errors import ModelError
+from lfm_edge.vision.weights import faster_type_missing, pick_mmproj
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REPO = "LiquidAI/LFM2.5-VL-450M-GGUF"
 DEFAULT_QUANT = "Q4_0"
-_MMPROJ_PREFERENCE = ("Q8_0", "F16", "BF16", "F32")
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,15 @@ def _is_mmproj(path: Path) -> bool:
 
 
 def _pick_mmproj(candidates: list[Path]) -> Path | None:
-    for quant in _MMPROJ_PREFERENCE:
-        for path in sorted(candidates):
-            if path.stem.upper().endswith(quant):
-                return path
-    return sorted(candidates)[0] if candidates else None
+    chosen = pick_mmproj(candidates)
+    missing = faster_type_missing(candidates)
+    if chosen is not None and missing:
+        f16 = next(p for p in sorted(candidates) if p.stem.upper().endswith("F16"))
+        log.info("this CPU encodes images fastest with %s vision weights; write them beside %s (exactly) with "
+                 "`lfm-edge mmproj-bf16 %s`", missing, f16.name, f16)  # fmt: skip
+    if chosen is not None and len(candidates) > 1:
+        log.info("mmproj for this CPU: %s (of %d offered)", chosen.name, len(candidates))
+    return chosen
 
 
 def files_in_folder(folder: Path, quant: str | None = None) -> ModelFiles:

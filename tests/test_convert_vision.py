@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from llama_cpp import Llama
 
-from lfm_edge.native import VisionEncoder, VisionOptions
+from lfm_edge.vision.mtmd import VisionEncoder, VisionOptions
 from tests.conftest import MODEL_INDEX, model_cases
 
 GOLDENS = Path(__file__).parent / "goldens" / "model"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from lfm_edge.engine import IMAGE_TOKEN_ID, Engine, ImageBlock, Item
-from lfm_edge.native import VisionEncoder, VisionOptions
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel
+from lfm_edge.vision.mtmd import VisionEncoder, VisionOptions
 from tests.conftest import GOLDENS, MODEL_INDEX, model_cases
 
 CROPS = np.load(GOLDENS / "model" / "crops.npz")

@@ -39,7 +39,7 @@ def test_every_default_type_is_written_with_official_names_and_loads(quantized: 
     outdir = quantized.manifest.parent
     names = sorted(p.name for p in outdir.iterdir())
     expected = [f"tiny-official-2.5-{t}.gguf" for t in DEFAULT_TEXT_TYPES]
-    expected += ["mmproj-tiny-official-2.5-F16.gguf", "mmproj-tiny-official-2.5-Q8_0.gguf"]
+    expected += [f"mmproj-tiny-official-2.5-{t}.gguf" for t in ("BF16", "F16", "Q8_0")]
     assert names == sorted([*expected, "README.md", "manifest.json", "report.json", "report.md"])  # no temp left
     for name in expected[: len(DEFAULT_TEXT_TYPES)]:
         with load(outdir / name, n_ctx=128, n_threads=1) as model:
@@ -83,6 +83,9 @@ def test_manifest_and_model_card(quantized: QuantizeResult, synthetic_checkpoint
     assert {e["role"] for e in manifest["files"]} == {"text", "mmproj"}
     card = (outdir / "README.md").read_text(encoding="utf-8")
     assert "tiny-official-2.5-Q4_K_M.gguf" in card and "report.md" in card
+    assert "mmproj-tiny-official-2.5-BF16.gguf" in card and "Vision weights" in card
+    bf16 = next(e for e in manifest["files"] if e["role"] == "mmproj" and e["type"] == "BF16")
+    assert _types(outdir / bf16["name"])["v.blk.0.attn_q.weight"] == "BF16"
 
 
 def test_report_numbers_and_ordering(quantized: QuantizeResult) -> None:
@@ -100,6 +103,8 @@ def test_report_numbers_and_ordering(quantized: QuantizeResult) -> None:
     assert rows["Q8_0"]["top1_agreement"] > rows["Q4_0"]["top1_agreement"]
     report_md = (quantized.manifest.parent / "report.md").read_text(encoding="utf-8")
     assert "| Q8_0 |" in report_md
+    assert [m["type"] for m in quantized.report["mmproj"]] == ["Q8_0", "F16", "BF16"]  # type: ignore[index]
+    assert "mmproj-tiny-official-2.5-BF16.gguf` | BF16 |" in report_md
 
 
 @pytest.mark.parametrize(

@@ -83,12 +83,19 @@ def write_model_card(outdir: Path, model_name: str, files: Sequence[OutputFile],
         else ""
     )
     report = "\nQuality against the F16 file (KL divergence, top-1 agreement, perplexity): see `report.md`.\n"
+    vision = (
+        "\nVision weights: BF16 is lossless (the checkpoint is BF16) and encodes images fastest on CPUs with BF16 dot "
+        "products (x86 AVX512_BF16); F16 suits ARM CPUs with FP16 arithmetic; Q8_0 is the smallest. `lfm-edge` "
+        "picks the mmproj for the CPU it runs on when several are in the folder.\n"
+        if len(mmprojs) > 1
+        else ""
+    )
     card = (
         f"---\nlibrary_name: gguf\ntags:\n- lfm2\n- gguf\n- llama.cpp\n---\n\n# {model_name} GGUF\n\n"
         f"GGUF files of `{model_name}` for llama.cpp, made with `lfm-edge quantize` "
         "(text model: llama.cpp's quantizer from an F16 conversion; mmproj: the converter).\n\n"
         "| File | Part | Type | Bytes |\n|---|---|---|---|\n"
-        f"{rows}\n{report if has_report else ''}\n## Use\n\n```sh\n{example}\n```\n\n"
+        f"{rows}\n{vision}{report if has_report else ''}\n## Use\n\n```sh\n{example}\n```\n\n"
         "Hashes and the source checkpoint's sha256: `manifest.json`.\n\n"
         "TODO: license, base model, training data and intended use.\n"
     )

@@ -124,7 +124,8 @@ def quantize_checkpoint(source: str | Path, options: QuantizeOptions) -> Quantiz
             from convert.quantize.report import write_report
 
             text_files = {t: targets["text", t] for t in texts}
-            report = write_report(options.outdir, f16.text, f16.mmproj, text_files, options.n_threads)
+            mmproj_files = {t: targets["mmproj", t] for t in mmprojs}
+            report = write_report(options.outdir, f16.text, f16.mmproj, text_files, options.n_threads, mmproj_files)
         manifest = write_manifest(options.outdir, name, folder, files)
         card = write_model_card(options.outdir, name, files, report is not None)
     finally:

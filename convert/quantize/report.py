@@ -80,16 +80,39 @@ def _markdown(report: Mapping[str, Any]) -> str:
     header = "| " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
     rule = "|" + "---|" * len(_COLUMNS)
     body = ["| " + " | ".join(fmt.format(row[key]) for key, _, fmt in _COLUMNS) + " |" for row in report["rows"]]
+    vision = [f"| `{m['file']}` | {m['type']} | {m['size_bytes']:,} | {m['note']} |" for m in report.get("mmproj", [])]
+    if vision:
+        vision = ["", "## Vision weights (mmproj)", "", "| file | type | bytes | note |", "|---|---|---|---|", *vision]
     return "\n".join(
         ["# Quantization report", "", str(report["metrics"]) + ".", "", str(report["reference"]) + ".", "", header,
-         rule, *body, ""]
+         rule, *body, *vision, ""]
     )  # fmt: skip
 
 
+MMPROJ_NOTES = {
+    "BF16": "lossless (the checkpoint is BF16); fastest on CPUs with BF16 dot products (x86 AVX512_BF16)",
+    "F16": "the checkpoint's BF16 values rounded to F16 (exact within F16's normal range)",
+    "Q8_0": "smallest; 8-bit blocks, 1-D tensors and the patch embedding kept F32",
+    "F32": "exact, twice the size of BF16",
+}
+
+
+def mmproj_section(mmproj_files: Mapping[str, Path]) -> list[dict[str, Any]]:
+    """The vision weights written beside the text types (the rows above all use the F16 mmproj)."""
+    return [{"type": t, "file": path.name, "size_bytes": path.stat().st_size, "note": MMPROJ_NOTES.get(t, "")}
+            for t, path in mmproj_files.items()]  # fmt: skip
+
+
 def write_report(
-    outdir: Path, f16_text: Path, mmproj: Path, text_files: Mapping[str, Path], n_threads: int | None
+    outdir: Path,
+    f16_text: Path,
+    mmproj: Path,
+    text_files: Mapping[str, Path],
+    n_threads: int | None,
+    mmproj_files: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     report = build_report(f16_text, mmproj, text_files, n_threads, default_eval_set())
+    report["mmproj"] = mmproj_section(mmproj_files or {})
     write_text_atomically(outdir / "report.json", json.dumps(report, indent=2) + "\n")
     write_text_atomically(outdir / "report.md", _markdown(report))
     log.info("quality report:\n%s", format_table(report))

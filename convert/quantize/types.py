@@ -18,7 +18,8 @@ from lfm_edge.native.quantize import TEXT_FTYPES
 log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_TYPES = ("Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
-DEFAULT_MMPROJ_TYPES = ("Q8_0", "F16")
+# BF16 too: the checkpoints are BF16, so it is lossless, and CPUs with BF16 dot products encode images fastest with it.
+DEFAULT_MMPROJ_TYPES = ("Q8_0", "F16", "BF16")
 # mmproj type -> converter outtype. Q8_0 keeps llama.cpp's converter rules: norms, biases, position embeddings and
 # other 1-D tensors stay F32, the patch embedding F32 too, and rows that do not fill 32-wide blocks fall back to F16.
 MMPROJ_OUTTYPES = {"F32": "f32", "F16": "f16", "BF16": "bf16", "Q8_0": "q8_0"}

@@ -82,10 +82,26 @@ def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool) ->
     click.echo(f"{result.text}\n{result.mmproj}")
 
 
+@main.command("mmproj-bf16")
+@click.argument("f16", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: the same name with BF16.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@_friendly_errors
+def mmproj_bf16(f16: Path, out: Path | None, force: bool) -> None:
+    """Write the BF16 mmproj beside an F16 one (exact for F16 that came from BF16; see the README's "Vision weights
+    per CPU"). The runtime then picks it on CPUs where BF16 encodes fastest."""
+    from convert.quantize.mmproj_bf16 import write_bf16_mmproj
+
+    result = write_bf16_mmproj(f16, out, force)
+    click.echo(f"{result.path}: {result.converted_values} values to BF16, {result.inexact_values} not exactly "
+               f"representable (largest relative change {result.max_relative_error:.2g}); "
+               f"{result.subnormal_values} were F16 subnormals, which F16 may already have rounded")  # fmt: skip
+
+
 @main.command()
 @click.argument("model")
 @click.option("--types", default="Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0", show_default=True, help="Text model types.")
-@click.option("--mmproj-types", default="Q8_0,F16", show_default=True, help="mmproj types (F32, F16, BF16, Q8_0).")
+@click.option("--mmproj-types", default="Q8_0,F16,BF16", show_default=True, help="mmproj types (F32, F16, BF16, Q8_0).")
 @click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
 @click.option("--imatrix", type=click.Path(dir_okay=False, path_type=Path), help="GGUF importance matrix (IQ types).")
 @click.option("--threads", type=int, default=None, help="Quantizer and report threads (default: all cores).")

@@ -28,6 +28,15 @@ _MODEL_OPTIONS = [
     click.option("--n-gpu-layers", default=0, show_default=True, type=int, help="Layers to offload (-1: all)."),
     click.option("--mmproj-gpu", is_flag=True, help="Run the vision encoder on the GPU too."),
     click.option("--flash-attn/--no-flash-attn", default=None, help="Force flash attention on/off (default: auto)."),
+    click.option(
+        "--image-cache",
+        is_flag=False,
+        flag_value="default",
+        default=None,
+        metavar="[DIR]",
+        help="Keep image embeddings on disk, shared between runs (alone: ~/.cache/lfm-edge/image-embeddings).",
+    ),
+    click.option("--image-cache-mb", default=1024, show_default=True, type=click.IntRange(1), help="Its size bound."),
 ]
 _GENERATION_OPTIONS = [
     click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1)),
@@ -65,8 +74,14 @@ def open_model(model: str, kw: dict[str, Any]) -> Any:
         n_gpu_layers=kw["n_gpu_layers"],  # negative: all layers (llama.cpp)
         flash_attention=kw.get("flash_attn"),
     )
+    cache = kw.get("image_cache")
     options = LoadOptions(
-        context=context, mmproj=kw["mmproj"], quant=kw["quant"], mmproj_on_gpu=kw.get("mmproj_gpu", False)
+        context=context,
+        mmproj=kw["mmproj"],
+        quant=kw["quant"],
+        mmproj_on_gpu=kw.get("mmproj_gpu", False),
+        cache_dir=True if cache == "default" else cache,
+        image_cache_bytes=kw.get("image_cache_mb", 1024) * 2**20,
     )
     return load(model, options)
 
@@ -94,9 +109,17 @@ def completion_json(completion: Completion, **extra: Any) -> str:
 
 def timings_line(completion: Completion) -> str:
     t = completion.timings
+    stages = f"prefill {t.prefill_s * 1000:.0f} ms, first token {t.first_token_s * 1000:.0f} ms"
+    if t.image is not None:
+        i = t.image
+        per_crop = f", {i.encode_s * 1000 / len(i.encode_ms_per_crop):.0f} ms/crop" if i.encode_ms_per_crop else ""
+        stages = (
+            f"image load {i.load_s * 1000:.0f} ms, preprocess {i.preprocess_s * 1000:.0f} ms, encode "
+            f"{i.encode_s * 1000:.0f} ms ({i.crops} crops, {i.cache_hits} cached{per_crop}), {stages}"
+        )
     return (
         f"[{completion.prompt_tokens} prompt tokens ({t.reused_tokens} reused), {completion.completion_tokens} "
-        f"generated; TTFT {t.ttft_s * 1000:.0f} ms, prefill {t.prefill_tok_s:.1f} tok/s, "
+        f"generated; TTFT {t.ttft_s * 1000:.0f} ms ({stages}), prefill {t.prefill_tok_s:.1f} tok/s, "
         f"decode {t.decode_tok_s:.1f} tok/s]"
     )
 

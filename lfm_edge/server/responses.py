@@ -15,6 +15,7 @@ from typing import Any
 
 from lfm_edge.generation import Completion
 from lfm_edge.parse import ToolCall
+from lfm_edge.vision.timings import ImageTimings
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,21 @@ def timings(completion: Completion) -> dict[str, Any]:
         "predicted_ms": predicted_ms,
         "predicted_per_second": t.decode_tok_s,
         "ttft_ms": 1000 * t.ttft_s,
+        "prefill_ms": 1000 * t.prefill_s,
+        "first_token_ms": 1000 * t.first_token_s,
+    } | (image_timings(t.image) if t.image is not None else {})
+
+
+def image_timings(image: ImageTimings) -> dict[str, Any]:
+    """The image stages (lfm_edge extension, beside llama-server's names)."""
+    return {
+        "images": image.images,
+        "image_load_ms": 1000 * image.load_s,
+        "image_preprocess_ms": 1000 * image.preprocess_s,
+        "image_encode_ms": 1000 * image.encode_s,
+        "image_crops": image.crops,
+        "image_crops_cached": image.cache_hits,
+        "image_encode_ms_per_crop": list(image.encode_ms_per_crop),
     }
 
 

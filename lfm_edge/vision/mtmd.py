@@ -1,21 +1,29 @@
-"""VisionEncoder: one already-preprocessed crop (uint8 H x W x 3, our HF-exact tiling) -> mtmd -> its image embeddings.
-mtmd is configured so it never resizes or tiles a crop (image_min_tokens=1, image_max_tokens=4096: SPEC.md §9);
-its own preprocessing is then the identity, and the embeddings are those of exactly our pixels.
+"""The `mtmd` vision backend: one already-preprocessed crop (uint8 H x W x 3, our HF-exact tiling) -> llama.cpp's mtmd
+-> its image embeddings. mtmd is configured so it never resizes or tiles a crop (image_min_tokens=1,
+image_max_tokens=4096: SPEC.md §9); its own preprocessing is then the identity, and the embeddings are those of
+exactly our pixels.
+
+`identity` names what the embeddings depend on: the mmproj file's CONTENT (sha256 of every byte, computed once, on
+first use: a file replaced by another of the same name, size and time gets another identity), llama.cpp's version,
+and the options that change the arithmetic (flash attention, GPU).
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
 from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
 from lfm_edge.errors import ImageError, ModelError
 from lfm_edge.native.logs import route_native_logs
+from lfm_edge.vision.backends import EncoderRequest
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +39,23 @@ class VisionOptions:
     flash_attention: bool | None = None  # None: mtmd's default (auto; on for CPU), as llama-mtmd-cli
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (hashlib's chunked reader: the file is never held in memory)."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise ModelError(f"cannot read the mmproj {path} ({exc}): check the file and its permissions") from exc
+
+
 class VisionEncoder:
-    """Owns an mtmd context (the mmproj) bound to a loaded text model."""
+    """Owns an mtmd context (the mmproj) bound to a loaded text model; implements lfm_edge.vision.CropEncoder."""
 
     def __init__(self, mmproj: Path, text_model: lc.llama_model_p, options: VisionOptions | None = None) -> None:
         options = options or VisionOptions()
+        self._mmproj = Path(mmproj)
+        self._options = options
+        self._identity: str | None = None
         route_native_logs()
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = options.use_gpu
@@ -52,6 +72,16 @@ class VisionEncoder:
             raise ModelError(f"llama.cpp could not load the mmproj {mmproj}: check it is an LFM2-VL mmproj GGUF")
         self._marker = mtmd.mtmd_default_marker()
 
+    @property
+    def identity(self) -> str:
+        if self._identity is None:
+            options = self._options
+            self._identity = (
+                f"mtmd:{file_digest(self._mmproj)}:llama-cpp-python {llama_cpp.__version__}:"
+                f"fa={options.flash_attention}:gpu={options.use_gpu}"
+            )
+        return self._identity
+
     def close(self) -> None:
         if self._ctx:
             mtmd.mtmd_free(self._ctx)
@@ -67,6 +97,8 @@ class VisionEncoder:
         """Embeddings [tokens, n_embd] (float32) of one crop; tokens = (H/32) * (W/32) for LFM2-VL."""
         if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
             raise ImageError(f"a crop must be uint8 H x W x 3, got {crop.dtype} {crop.shape}")
+        if not self._ctx:
+            raise ModelError("this vision encoder is closed: load the model again")
         pixels = np.ascontiguousarray(crop)
         height, width = pixels.shape[:2]
         data = pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
@@ -94,3 +126,9 @@ class VisionEncoder:
             values = np.ctypeslib.as_array(output, shape=(n_tokens * self._n_embd,))
             return values.reshape(n_tokens, self._n_embd).copy()
         raise ModelError("mtmd produced no image chunk for the crop")
+
+
+def open_mtmd(request: EncoderRequest) -> VisionEncoder:
+    """The `mtmd` entry of lfm_edge.vision.backends."""
+    options = VisionOptions(request.n_threads, request.use_gpu, request.flash_attention)
+    return VisionEncoder(request.mmproj, request.text_model, options)
