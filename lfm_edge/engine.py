@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -70,8 +71,14 @@ class _Snapshot:
 
 
 class Engine:
+    """The prefix-reusing evaluator over one llama.cpp context. Shared by every stream, chat and thread of a Model:
+    `lock` (reentrant) serializes every use; `version` changes whenever the context's content changes, so a Cursor
+    can tell whether the context still holds its state."""
+
     def __init__(self, text: TextModel) -> None:
         self.text = text
+        self.lock = threading.RLock()
+        self.version = 0
         self._evaluated: list[Unit] = []
         self._snapshots: list[_Snapshot] = []
 
@@ -80,13 +87,16 @@ class Engine:
         return _positions(self._evaluated)
 
     def reset(self) -> None:
-        self.text.clear()
-        self._evaluated = []
-        self._snapshots = []
+        with self.lock:
+            self.version += 1
+            self._evaluated = []
+            self._snapshots = []
+            self.text.clear()
 
-    def prefill(self, items: Sequence[Item]) -> PrefillStats:
+    def prefill(self, items: Sequence[Item], *, remember: bool = True) -> PrefillStats:
         """Makes the context hold exactly `items`, evaluating as little as possible; logits of the last position
-        are then available. Raises PromptError (context unchanged... or reset) when the prompt does not fit."""
+        are then available. Raises ContextLengthError (context unchanged) when the prompt does not fit; `remember`:
+        snapshot the result so a later prompt that shares it as a prefix restores instead of re-evaluating."""
         started = time.perf_counter()
         units = _units(items)
         if not units:
@@ -97,15 +107,36 @@ class Engine:
                 f"the prompt needs {total} positions but the context holds {self.text.n_ctx}: shorten the "
                 "conversation, use fewer/smaller images (max_image_tokens), or load with a larger n_ctx"
             )
-        keep = self._restore_longest_prefix(units)
-        try:
-            self._evaluate(items[keep:], logits_for_last=True)
-        except BaseException:
-            self.reset()  # a half-evaluated prompt is useless; leave a clean, usable engine
-            raise
-        self._remember_snapshot()
+        with self.lock:
+            self.version += 1
+            keep = self._restore_longest_prefix(units)
+            try:
+                self._evaluate(items[keep:], logits_for_last=True)
+            except BaseException:
+                self.reset()  # a half-evaluated prompt is useless; leave a clean, usable engine
+                raise
+            if remember:
+                self._remember_snapshot()
         reused = _positions(units[:keep])
         return PrefillStats(reused, total - reused, time.perf_counter() - started)
+
+    def advance(self, token: int) -> None:
+        """Evaluates one sampled token after what the context holds (its logits become the last)."""
+        with self.lock:
+            self.version += 1
+            try:
+                self.text.decode_tokens([token], self.n_past, logits_for_last=True)
+            except BaseException:
+                self.reset()
+                raise
+            self._evaluated.append(token)
+
+    def sampler(self, params: SamplingParams, items: Sequence[Item]) -> Sampler:
+        """A sampler for a generation after `items` (the repetition penalty sees the prompt); grammar and biases are
+        checked here, before anything is evaluated."""
+        history = [t for u in _units(items) for t in ([u] if isinstance(u, int) else [IMAGE_TOKEN_ID] * u[1])]
+        with self.lock:
+            return Sampler(params, self.text.vocab, self.text.n_ctx, history)
 
     def _restore_longest_prefix(self, units: list[Unit]) -> int:
         """Number of leading items already in the context after this call (always < len(units))."""
@@ -149,22 +180,83 @@ class Engine:
         self._snapshots.append(_Snapshot(list(self._evaluated), self.text.save_state()))
 
     def logits(self) -> np.ndarray:
-        return self.text.last_logits()
+        with self.lock:
+            return self.text.last_logits()
 
     def generate(self, params: SamplingParams, max_tokens: int) -> Generator[int, None, None]:
         """Samples up to max_tokens tokens after the prefilled prompt, evaluating each; stops at end-of-generation
         (the end token is yielded but not evaluated)."""
-        if not self._evaluated:
-            raise ModelError("generate() needs a prefilled prompt")
-        history = [t for u in self._evaluated for t in ([u] if isinstance(u, int) else [IMAGE_TOKEN_ID] * u[1])]
-        sampler = Sampler(params, self.text.vocab, self.text.n_ctx, history)
+        with self.lock:
+            if not self._evaluated:
+                raise ModelError("generate() needs a prefilled prompt")
+            cursor = Cursor(self, list(self._evaluated_items()), params)
         try:
             for _ in range(max_tokens):
-                token = sampler.sample(self.text.ctx)
+                token = cursor.next_token()
                 yield token
-                if self.text.is_end_of_generation(token) or self.n_past >= self.text.n_ctx:
+                if self.text.is_end_of_generation(token) or cursor.full():
                     return
-                self.text.decode_tokens([token], self.n_past, logits_for_last=True)
-                self._evaluated.append(token)
+            cursor.settle()  # as a reply cut at max_tokens: fully in the context
         finally:
-            sampler.close()
+            cursor.close()
+
+    def _evaluated_items(self) -> list[Item]:
+        """The context's content as items; image blocks only by key (enough for a Cursor that starts here)."""
+        return [u if isinstance(u, int) else _KeyOnly(u[0], u[1]) for u in self._evaluated]
+
+
+class _KeyOnly(ImageBlock):
+    """An image block known by key and length only: it matches the context's prefix but cannot be re-evaluated."""
+
+    def __init__(self, key: str, length: int) -> None:
+        super().__init__(key, np.zeros((length, 0), dtype=np.float32))
+
+
+class Cursor:
+    """One generation's place: its prompt items, the tokens it sampled and its own sampler. The engine is shared
+    (other streams, chats, threads), so before each step the cursor checks that the context still holds its state
+    (the version it left) and otherwise re-establishes it from its own items: a prompt snapshot restores the
+    prompt, the sampled tokens are evaluated again, the sampler (grammar, penalties) never left this cursor."""
+
+    def __init__(self, engine: Engine, items: Sequence[Item], params: SamplingParams) -> None:
+        self.engine = engine
+        self.items = list(items)
+        self.tokens: list[int] = []
+        self._prompt_positions = _positions(_units(self.items))
+        self.sampler = engine.sampler(params, items)
+        self._version = engine.version
+        self._pending = False  # the last sampled token is not evaluated yet
+
+    def prefill(self) -> PrefillStats:
+        with self.engine.lock:
+            stats = self.engine.prefill(self.items)
+            self._version = self.engine.version
+            return stats
+
+    def next_token(self) -> int:
+        """Samples the next token (raises SamplingError when none is allowed; nothing is then accepted)."""
+        with self.engine.lock:
+            self.settle()
+            token = self.sampler.sample(self.engine.text.ctx)
+            self.tokens.append(token)
+            self._pending = True
+            return token
+
+    def settle(self) -> None:
+        """Makes the context hold this cursor's items and every token it sampled."""
+        engine = self.engine
+        with engine.lock:
+            if engine.version != self._version:  # another generation used the context meanwhile
+                self._pending = False
+                engine.prefill([*self.items, *self.tokens], remember=False)
+            elif self._pending:
+                self._pending = False
+                engine.advance(self.tokens[-1])
+            self._version = engine.version
+
+    def full(self) -> bool:
+        """True when the last sampled token has no position left to be evaluated at (so no further token either)."""
+        return self._prompt_positions + len(self.tokens) > self.engine.text.n_ctx
+
+    def close(self) -> None:
+        self.sampler.close()

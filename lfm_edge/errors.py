@@ -63,3 +63,12 @@ class RequestError(LfmEdgeError):
         self.code = code
         self.param = param
         self.headers = headers or {}
+
+
+class ModelClosedError(ModelError):
+    """The Model (or its Chat or stream) was used after `close()`, or in a process forked from the one that
+    loaded it."""
+
+
+class SamplingError(ConfigError):
+    """No token can be sampled: the grammar and logit_bias together allow none (or the logits are not finite)."""

@@ -84,9 +84,16 @@ class Model:
         self.prompts = PromptBuilder(self.template, self.text, self.vision)
 
     def close(self) -> None:
-        if self.vision is not None:
-            self.vision.close()
-        self.text.close()
+        """Frees the model now (a Model dropped without close() is freed by the garbage collector); later calls on
+        it, its chats or its streams raise ModelClosedError. Waits for a generation step in another thread."""
+        with self.engine.lock:
+            if self.vision is not None:
+                self.vision.close()
+            self.text.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.text.closed
 
     def __enter__(self) -> Model:
         return self
@@ -106,8 +113,10 @@ class Model:
         settings: ProcessorSettings | None = None,
     ) -> TextStream:
         started = time.perf_counter()
-        items = self.prompts.build(messages, render or RenderOptions(), settings or self.settings)
-        return run_generation(self.engine, items, options or GenerationOptions(), started)
+        with self.engine.lock:  # the image caches and the vision context are shared too
+            self.text.check_usable()
+            items = self.prompts.build(messages, render or RenderOptions(), settings or self.settings)
+            return run_generation(self.engine, items, options or GenerationOptions(), started)
 
     def stream(self, prompt: str, images: Sequence[Any] = (), options: GenerationOptions | None = None,
                **knobs: Any) -> TextStream:  # fmt: skip
@@ -117,9 +126,15 @@ class Model:
 
     def generate(self, prompt: str, images: Sequence[Any] = (), options: GenerationOptions | None = None,
                  **knobs: Any) -> Completion:  # fmt: skip
-        stream = self.stream(prompt, images, options, **knobs)
-        stream.text()
-        assert stream.completion is not None
+        return self.complete(self.stream(prompt, images, options, **knobs))
+
+    def complete(self, stream: TextStream) -> Completion:
+        """Reads `stream` to its end holding the model, so concurrent callers are served one after another rather
+        than interleaved token by token (which is correct too, but re-establishes each caller's state every step)."""
+        with self.engine.lock:
+            stream.text()
+        if stream.completion is None:
+            raise ModelError("the generation was closed before it finished")
         return stream.completion
 
     def caption(self, image: Any, prompt: str = CAPTION_PROMPT, options: GenerationOptions | None = None,

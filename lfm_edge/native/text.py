@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from llama_cpp import llama_cpp as lc
 
-from lfm_edge.errors import ContextLengthError, ModelError
+from lfm_edge.errors import ConfigError, ContextLengthError, ModelClosedError, ModelError
 from lfm_edge.native import cpu
 from lfm_edge.native.logs import route_native_logs
 
@@ -51,6 +53,27 @@ class ContextOptions:
     parity: bool = False
     mmap: bool | None = None  # None: read the file when nothing is offloaded, map it otherwise (see _load_mode)
 
+    def __post_init__(self) -> None:
+        _check_int("n_ctx", self.n_ctx, 16, _MAX_N_CTX, "the context size in tokens")
+        if self.n_threads is not None:
+            _check_int("n_threads", self.n_threads, 1, 1024, "None = one per physical core")
+        _check_int("n_batch", self.n_batch, 1, _MAX_N_CTX, "tokens evaluated per llama_decode call")
+        _check_int("n_gpu_layers", self.n_gpu_layers, -1, 100_000, "-1 = all, 0 = none")
+        _check_int("main_gpu", self.main_gpu, 0, 1024, "the GPU index")
+        for name in ("flash_attention", "mmap"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r:.40} must be True, False or None")
+        if not isinstance(self.parity, bool):
+            raise ConfigError(f"parity={self.parity!r:.40} must be True or False")
+
+
+_MAX_N_CTX = 1 << 24  # a hard ceiling; a model's own training context is checked at load (TextModel)
+
+
+def _check_int(name: str, value: object, low: int, high: int, meaning: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name}={value!r:.40} must be an integer in [{low}, {high}] ({meaning})")
+
 
 default_threads = cpu.default_threads  # one per physical core (see cpu.py)
 
@@ -63,6 +86,34 @@ def _load_mode(options: ContextOptions) -> int:
     return int(lc.LLAMA_LOAD_MODE_MMAP if mapped else lc.LLAMA_LOAD_MODE_NONE)
 
 
+class _Handles:
+    """The native pointers of one TextModel, freed exactly once: by close(), or by a finalizer when the TextModel is
+    dropped unclosed. A process forked after loading never frees them (they are its parent's; llama.cpp's thread
+    pool does not survive fork) and never uses them."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.ctx: Any = None
+        self.pid = os.getpid()
+
+    def free(self) -> None:
+        if os.getpid() != self.pid:
+            return
+        if self.ctx:
+            lc.llama_free(self.ctx)
+        if self.model:
+            lc.llama_model_free(self.model)
+        self.ctx = self.model = None
+
+
+def check_same_process(pid: int, what: str) -> None:
+    if os.getpid() != pid:
+        raise ModelClosedError(
+            f"this {what} was loaded in process {pid} and cannot be used in a forked child ({os.getpid()}): llama.cpp "
+            "state does not survive fork; load the model in the child, or use multiprocessing's 'spawn' start method"
+        )
+
+
 class TextModel:
     """A loaded text GGUF with one context."""
 
@@ -70,23 +121,64 @@ class TextModel:
         self.options = options or ContextOptions()
         route_native_logs()
         lc.llama_backend_init()
+        self._handles = _Handles()
+        self._finalizer = weakref.finalize(self, self._handles.free)
         model_params = lc.llama_model_default_params()
         model_params.n_gpu_layers = self.options.n_gpu_layers
         model_params.main_gpu = self.options.main_gpu
         model_params.load_mode = _load_mode(self.options)
-        self.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
-        if not self.model:
+        self._handles.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self._handles.model:
             raise ModelError(f"llama.cpp could not load {path}: not a GGUF text model, or a truncated/corrupt file")
-        self.vocab = lc.llama_model_get_vocab(self.model)
-        self.n_embd = int(lc.llama_model_n_embd(self.model))
-        self.n_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
-        self.ctx = lc.llama_init_from_model(self.model, self._context_params())
-        if not self.ctx:
-            lc.llama_model_free(self.model)
+        self._vocab = lc.llama_model_get_vocab(self._handles.model)
+        self.n_embd = int(lc.llama_model_n_embd(self._handles.model))
+        self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
+        n_ctx_train = int(lc.llama_model_n_ctx_train(self._handles.model))
+        if n_ctx_train > 0 and self.options.n_ctx > n_ctx_train:
+            self.close()
+            raise ConfigError(
+                f"n_ctx={self.options.n_ctx} exceeds the {n_ctx_train} positions this model was trained for: "
+                f"load with n_ctx <= {n_ctx_train}"
+            )
+        self._handles.ctx = lc.llama_init_from_model(self._handles.model, self._context_params())
+        if not self._handles.ctx:
+            self.close()
             raise ModelError(f"llama.cpp could not create a context of {self.options.n_ctx} tokens for {path}")
-        self.n_ctx = int(lc.llama_n_ctx(self.ctx))
-        self.memory = lc.llama_get_memory(self.ctx)
+        # What llama.cpp really allocated (it pads n_ctx and caps n_batch at the requested n_ctx).
+        self.n_ctx = int(lc.llama_n_ctx(self._handles.ctx))
+        self.n_batch = max(1, min(int(lc.llama_n_batch(self._handles.ctx)), int(lc.llama_n_ubatch(self._handles.ctx))))
+        self._memory = lc.llama_get_memory(self._handles.ctx)
         self.decode_seconds = 0.0  # time spent inside llama_decode so far (benchmarks read differences of it)
+
+    @property
+    def model(self) -> Any:
+        self.check_usable()
+        return self._handles.model
+
+    @property
+    def ctx(self) -> Any:
+        self.check_usable()
+        return self._handles.ctx
+
+    @property
+    def memory(self) -> Any:
+        self.check_usable()
+        return self._memory
+
+    @property
+    def vocab(self) -> Any:
+        self.check_usable()
+        return self._vocab
+
+    @property
+    def closed(self) -> bool:
+        return not self._handles.ctx
+
+    def check_usable(self) -> None:
+        """Raises ModelClosedError after close() or in a forked child; every native call goes through this."""
+        check_same_process(self._handles.pid, "model")
+        if not self._handles.ctx:
+            raise ModelClosedError("the model is closed: load it again (lfm_edge.load) to use it")
 
     def _context_params(self) -> lc.llama_context_params:
         params: lc.llama_context_params = lc.llama_context_default_params()
@@ -104,12 +196,9 @@ class TextModel:
         return params
 
     def close(self) -> None:
-        if getattr(self, "ctx", None):
-            lc.llama_free(self.ctx)
-            self.ctx = None
-        if getattr(self, "model", None):
-            lc.llama_model_free(self.model)
-            self.model = None
+        """Frees the context and the weights now (idempotent); later calls raise ModelClosedError."""
+        self._handles.free()
+        self._finalizer.detach()
 
     def metadata(self, key: str) -> str | None:
         buffer = ctypes.create_string_buffer(1 << 16)
@@ -121,15 +210,16 @@ class TextModel:
             lc.llama_model_meta_val_str(self.model, key.encode(), buffer, len(buffer))
         return buffer.value.decode("utf-8", errors="replace")
 
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        """Token ids of text; special tokens written as text (<|im_start|>...) are parsed as special tokens."""
+    def tokenize(self, text: str, *, add_special: bool = False, special: bool = True) -> list[int]:
+        """Token ids of text; special tokens written as text (<|im_start|>...) are parsed as special tokens unless
+        `special` is False."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
         tokens = (lc.llama_token * capacity)()
-        count = lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, True)
+        count = lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, special)
         if count < 0:
             tokens = (lc.llama_token * -count)()
-            count = lc.llama_tokenize(self.vocab, data, len(data), tokens, -count, add_special, True)
+            count = lc.llama_tokenize(self.vocab, data, len(data), tokens, -count, add_special, special)
         return list(tokens[:count])
 
     def piece(self, token: int) -> bytes:
@@ -186,8 +276,8 @@ class TextModel:
         embeddings. Returns every position's logits when plan.logits == "all"."""
         self._check_room(plan.start, plan.count)
         rows = np.empty((plan.count, self.n_vocab), dtype=np.float32) if plan.logits == "all" else None
-        for offset in range(0, plan.count, self.options.n_batch):
-            size = min(self.options.n_batch, plan.count - offset)
+        for offset in range(0, plan.count, self.n_batch):
+            size = min(self.n_batch, plan.count - offset)
             batch = lc.llama_batch_init(size, plan.embd_width, 1)
             try:
                 load(batch, offset, size)

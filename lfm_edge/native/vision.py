@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +16,9 @@ import numpy as np
 from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
-from lfm_edge.errors import ImageError, ModelError
+from lfm_edge.errors import ImageError, ModelClosedError, ModelError
 from lfm_edge.native.logs import route_native_logs
+from lfm_edge.native.text import check_same_process
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,11 @@ class VisionOptions:
     n_threads: int = 4
     use_gpu: bool = False
     flash_attention: bool | None = None  # None: mtmd's default (auto; on for CPU), as llama-mtmd-cli
+
+
+def _free_in(pid: int, ctx: mtmd.mtmd_context_p) -> None:
+    if os.getpid() == pid:
+        mtmd.mtmd_free(ctx)
 
 
 class VisionEncoder:
@@ -50,11 +58,14 @@ class VisionEncoder:
         self._ctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), text_model, params)
         if not self._ctx:
             raise ModelError(f"llama.cpp could not load the mmproj {mmproj}: check it is an LFM2-VL mmproj GGUF")
+        self._pid = os.getpid()
+        # A VisionEncoder dropped without close() is freed by this (never in a forked child: see native/text.py).
+        self._finalizer = weakref.finalize(self, _free_in, self._pid, self._ctx)
         self._marker = mtmd.mtmd_default_marker()
 
     def close(self) -> None:
         if self._ctx:
-            mtmd.mtmd_free(self._ctx)
+            self._finalizer()
             self._ctx = None
 
     def __enter__(self) -> VisionEncoder:
@@ -65,6 +76,9 @@ class VisionEncoder:
 
     def encode(self, crop: np.ndarray) -> np.ndarray:
         """Embeddings [tokens, n_embd] (float32) of one crop; tokens = (H/32) * (W/32) for LFM2-VL."""
+        check_same_process(self._pid, "vision encoder")
+        if not self._ctx:
+            raise ModelClosedError("the model is closed: load it again (lfm_edge.load) to use it")
         if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
             raise ImageError(f"a crop must be uint8 H x W x 3, got {crop.dtype} {crop.shape}")
         pixels = np.ascontiguousarray(crop)
