@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lfm_edge.engine import Cursor, Engine, Item
+from lfm_edge.batching import Cursor
+from lfm_edge.engine import Engine, Item
 from lfm_edge.errors import ConfigError
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.parse import ParsedMessage, parse_assistant_output

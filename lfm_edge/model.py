@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class Model:
             self.text.close()
             raise
         self.engine = Engine(self.text)
+        self._generating = threading.BoundedSemaphore(len(self.engine.slots))
         from lfm_edge.conversation import PromptBuilder
 
         self.prompts = PromptBuilder(self.template, self.text, self.vision)
@@ -129,10 +131,14 @@ class Model:
         return self.complete(self.stream(prompt, images, options, **knobs))
 
     def complete(self, stream: TextStream) -> Completion:
-        """Reads `stream` to its end holding the model, so concurrent callers are served one after another rather
-        than interleaved token by token (which is correct too, but re-establishes each caller's state every step)."""
-        with self.engine.lock:
-            stream.text()
+        """Reads `stream` to its end. Concurrent callers are decoded together in one batch, up to one per slot
+        (ContextOptions.n_seq); more wait their turn (with one slot: one at a time)."""
+        if len(self.engine.slots) == 1:
+            with self.engine.lock:
+                stream.text()
+        else:
+            with self._generating:  # at most one generation per slot; more callers wait here
+                stream.text()
         if stream.completion is None:
             raise ModelError("the generation was closed before it finished")
         return stream.completion

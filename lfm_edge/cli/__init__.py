@@ -142,4 +142,3 @@ def bench(model: str, image: Path | None, mmproj: Path | None, out: Path | None,
 
 for _command in (run, chat, caption, info, tools, detect, serve):
     main.add_command(_command)
-

@@ -1,8 +1,8 @@
 """The text model and its llama.cpp context: tokenize, decode token ids or embeddings, read logits, snapshot state.
 
-One sequence (seq 0). LFM2 is hybrid (short-conv recurrent state + KV cache): the cache cannot be rolled back to an
-arbitrary position, so callers keep snapshots (`save_state` / `load_state`, llama_state_seq_*) where they may want
-to return to.
+Several sequences (ContextOptions.n_seq) share one unified KV cache; each has its own recurrent state. LFM2 is
+hybrid (short-conv recurrent state + KV cache): a sequence cannot be rolled back to an arbitrary position, so callers
+keep snapshots (`save_state` / `load_state`, llama_state_seq_*) where they may want to return to.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from lfm_edge.native import cpu
 from lfm_edge.native.logs import route_native_logs
 
 log = logging.getLogger(__name__)
-_SEQ = 0
 
 
 Logits = Literal["none", "last", "all"]
@@ -37,6 +36,7 @@ class _Batches:
     start: int
     embd_width: int  # 0: token ids
     logits: Logits
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,12 @@ class ContextOptions:
     flash_attention: bool | None = None  # None: llama.cpp decides (auto)
     parity: bool = False
     mmap: bool | None = None  # None: read the file when nothing is offloaded, map it otherwise (see _load_mode)
+    # Sequences (slots): conversations and concurrent generations held at once; they share the n_ctx positions of
+    # one unified KV cache, and each has its own small recurrent state. See README "Threads and slots".
+    n_seq: int = 4
 
     def __post_init__(self) -> None:
+        _check_int("n_seq", self.n_seq, 1, 64, "sequences (slots) held at once")
         _check_int("n_ctx", self.n_ctx, 16, _MAX_N_CTX, "the context size in tokens")
         if self.n_threads is not None:
             _check_int("n_threads", self.n_threads, 1, 1024, "None = one per physical core")
@@ -84,6 +88,10 @@ def _load_mode(options: ContextOptions) -> int:
     mapped, 278 MB read), so a CPU-only model is read, not mapped. Offloaded layers leave no host copy: mapped."""
     mapped = options.mmap if options.mmap is not None else options.n_gpu_layers != 0
     return int(lc.LLAMA_LOAD_MODE_MMAP if mapped else lc.LLAMA_LOAD_MODE_NONE)
+
+
+class CacheFullError(ContextLengthError):
+    """llama_decode found no free cells: the sequences held at once fill the (unified) KV cache."""
 
 
 class _Handles:
@@ -185,6 +193,8 @@ class TextModel:
         params.n_ctx = self.options.n_ctx
         params.n_batch = self.options.n_batch
         params.n_ubatch = self.options.n_batch
+        params.n_seq_max = self.options.n_seq
+        params.kv_unified = True  # every sequence may use the whole context; they share its cells
         threads = self.options.n_threads or default_threads()
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
@@ -234,17 +244,39 @@ class TextModel:
     def is_end_of_generation(self, token: int) -> bool:
         return bool(lc.llama_vocab_is_eog(self.vocab, token))
 
-    def clear(self) -> None:
-        lc.llama_memory_clear(self.memory, True)
+    def clear(self, seq: int | None = None) -> None:
+        """Forgets every sequence, or one."""
+        if seq is None:
+            lc.llama_memory_clear(self.memory, True)
+        elif not lc.llama_memory_seq_rm(self.memory, seq, -1, -1):
+            raise ModelError(f"llama.cpp could not clear sequence {seq}")
 
-    def decode_tokens(self, tokens: list[int], start: int, *, logits_for_last: bool = True) -> None:
-        """Evaluates tokens at positions start, start+1, ... (batches of n_batch)."""
+    def decode_tokens(self, tokens: list[int], start: int, *, logits_for_last: bool = True, seq: int = 0) -> None:
+        """Evaluates tokens at positions start, start+1, ... of sequence `seq` (batches of n_batch)."""
 
         def load(batch: lc.llama_batch, offset: int, size: int) -> None:
             for i in range(size):
                 batch.token[i] = tokens[offset + i]
 
-        self._decode_in_batches(_Batches(len(tokens), start, 0, "last" if logits_for_last else "none"), load)
+        self._decode_in_batches(_Batches(len(tokens), start, 0, "last" if logits_for_last else "none", seq), load)
+
+    def decode_step(self, entries: list[tuple[int, int, int]]) -> None:
+        """One llama_decode of (token, position, sequence) entries, one per sequence, logits for each: row i of the
+        output belongs to entries[i] (continuous batching)."""
+        if len(entries) > self.n_batch:
+            raise ModelError(f"{len(entries)} sequences in one step exceed n_batch {self.n_batch}")
+        for _, position, _ in entries:
+            self._check_room(position, 1)
+        batch = lc.llama_batch_init(len(entries), 0, 1)
+        try:
+            for i, (token, position, seq) in enumerate(entries):
+                batch.token[i] = token
+                self._fill_slot(batch, i, position, seq)
+                batch.logits[i] = 1
+            batch.n_tokens = len(entries)
+            self._decode(batch)
+        finally:
+            lc.llama_batch_free(batch)
 
     def decode_tokens_all_logits(self, tokens: list[int], start: int) -> np.ndarray:
         """Evaluates tokens at positions start, ... and returns the logits of every one of them, shape
@@ -258,7 +290,9 @@ class TextModel:
         assert rows is not None
         return rows
 
-    def decode_embeddings(self, embeddings: np.ndarray, start: int, *, logits_for_last: bool = False) -> None:
+    def decode_embeddings(
+        self, embeddings: np.ndarray, start: int, *, logits_for_last: bool = False, seq: int = 0
+    ) -> None:
         """Evaluates rows of input embeddings (image features) at positions start, start+1, ..."""
         rows = np.ascontiguousarray(embeddings, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] != self.n_embd:
@@ -269,7 +303,7 @@ class TextModel:
             ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
 
         want: Logits = "last" if logits_for_last else "none"
-        self._decode_in_batches(_Batches(len(rows), start, self.n_embd, want), load)
+        self._decode_in_batches(_Batches(len(rows), start, self.n_embd, want, seq), load)
 
     def _decode_in_batches(self, plan: _Batches, load: Callable[[lc.llama_batch, int, int], None]) -> np.ndarray | None:
         """Decodes plan.count positions from plan.start in batches of n_batch; `load` fills each batch's tokens or
@@ -282,7 +316,7 @@ class TextModel:
             try:
                 load(batch, offset, size)
                 for i in range(size):
-                    self._fill_slot(batch, i, plan.start + offset + i)
+                    self._fill_slot(batch, i, plan.start + offset + i, plan.seq)
                     batch.logits[i] = plan.logits == "all"
                 if plan.logits == "last" and offset + size == plan.count:
                     batch.logits[size - 1] = 1
@@ -296,11 +330,11 @@ class TextModel:
         return rows
 
     @staticmethod
-    def _fill_slot(batch: lc.llama_batch, index: int, position: int) -> None:
+    def _fill_slot(batch: lc.llama_batch, index: int, position: int, seq: int) -> None:
         slots: Any = batch  # raw ctypes pointers; llama-cpp-python's annotations do not fit indexing them
         slots.pos[index] = position
         slots.n_seq_id[index] = 1
-        slots.seq_id[index][0] = _SEQ
+        slots.seq_id[index][0] = seq
 
     def _check_room(self, start: int, count: int) -> None:
         if start + count > self.n_ctx:
@@ -313,6 +347,11 @@ class TextModel:
         started = time.perf_counter()
         status = lc.llama_decode(self.ctx, batch)
         self.decode_seconds += time.perf_counter() - started
+        if status == 1:
+            raise CacheFullError(
+                "the context is full: the sequences held at once need more positions than its n_ctx cells; load "
+                "with a larger n_ctx or fewer slots (n_seq)"
+            )
         if status != 0:
             raise ModelError(f"llama_decode failed with status {status}")
 
@@ -320,16 +359,16 @@ class TextModel:
         pointer = lc.llama_get_logits_ith(self.ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
 
-    def save_state(self) -> bytes:
-        size = lc.llama_state_seq_get_size(self.ctx, _SEQ)
+    def save_state(self, seq: int = 0) -> bytes:
+        size = lc.llama_state_seq_get_size(self.ctx, seq)
         buffer = (ctypes.c_uint8 * size)()
-        written = lc.llama_state_seq_get_data(self.ctx, buffer, size, _SEQ)
+        written = lc.llama_state_seq_get_data(self.ctx, buffer, size, seq)
         # Not bytes(buffer[:written]): slicing a ctypes array builds a list of ints first, 8+ bytes per state byte
         # (a 2,342-token image prompt's 28 MB state: 0.8 s and ~260 MB resident for a moment).
         return ctypes.string_at(buffer, written)
 
-    def load_state(self, state: bytes) -> None:
-        self.clear()
+    def load_state(self, state: bytes, seq: int = 0) -> None:
+        self.clear(seq)
         buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-        if lc.llama_state_seq_set_data(self.ctx, buffer, len(state), _SEQ) == 0:
+        if lc.llama_state_seq_set_data(self.ctx, buffer, len(state), seq) == 0:
             raise ModelError("llama.cpp refused to restore a saved state")
