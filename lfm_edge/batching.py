@@ -110,6 +110,7 @@ class Batcher:
         self.engine = engine
         self._waiting: list[Cursor] = []
         self._mutex = threading.Lock()
+        self.largest_step = 0  # the most sequences decoded in one llama_decode so far (tests, /health)
 
     def step(self, cursor: Cursor) -> None:
         """Returns once `cursor` has its next token (or its error)."""
@@ -137,6 +138,7 @@ class Batcher:
 
     def _decode(self, cursors: list[Cursor]) -> None:
         entries = [(cursor.slot, cursor.tokens[-1]) for cursor in cursors]
+        self.largest_step = max(self.largest_step, len(entries))
         try:
             self.engine.step(entries)  # type: ignore[arg-type]
         except Exception as exc:

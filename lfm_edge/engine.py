@@ -25,7 +25,10 @@ from lfm_edge.native.text import CacheFullError, TextModel
 log = logging.getLogger(__name__)
 
 IMAGE_TOKEN_ID = 396  # `<image>`: the id transformers' input_ids hold at image positions
-_MAX_SNAPSHOTS = 3
+# Snapshots (prompt ends and parked slots) kept, least recently used dropped first: at most this many bytes (a
+# full-size model's 2,342-token image prompt is ~28 MB) and this many snapshots.
+SNAPSHOT_BUDGET_BYTES = 256 << 20
+_MAX_SNAPSHOTS = 32
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,8 @@ class Engine:
     chat and thread of a Model: `lock` (reentrant) serializes every use of the context.
 
     A prompt goes to the free slot holding its longest prefix (a chat's next turn finds its own slot), else to the
-    least recently used one; a slot about to be overwritten is parked first as a snapshot (bounded: _MAX_SNAPSHOTS
-    per slot), which a later prompt sharing it as a prefix restores into any slot."""
+    least recently used one; a slot about to be overwritten is parked first as a snapshot (bounded by
+    SNAPSHOT_BUDGET_BYTES), which a later prompt sharing it as a prefix restores into any slot."""
 
     def __init__(self, text: TextModel) -> None:
         self.text = text
@@ -100,7 +103,6 @@ class Engine:
         n_seq = int(getattr(text.options, "n_seq", 1))
         self.slots = [Slot(seq) for seq in range(n_seq)]
         self._snapshots: list[_Snapshot] = []
-        self._max_snapshots = _MAX_SNAPSHOTS * n_seq
         self._tick = 0
         self._current = self.slots[0]
         from lfm_edge.batching import Batcher
@@ -228,6 +230,8 @@ class Engine:
             return own
         self._park(slot)
         if best is not None:
+            self._snapshots.remove(best)
+            self._snapshots.append(best)  # most recently used last
             self.text.load_state(best.state, slot.seq)
             slot.evaluated = list(best.units)
             return len(best.units)
@@ -261,8 +265,10 @@ class Engine:
 
     def _remember_snapshot(self, slot: Slot) -> None:
         kept = [s for s in self._snapshots if s.units != slot.evaluated]
-        self._snapshots = kept[-(self._max_snapshots - 1) :]
-        self._snapshots.append(_Snapshot(list(slot.evaluated), self.text.save_state(slot.seq)))
+        kept.append(_Snapshot(list(slot.evaluated), self.text.save_state(slot.seq)))
+        while len(kept) > 1 and (len(kept) > _MAX_SNAPSHOTS or sum(len(s.state) for s in kept) > SNAPSHOT_BUDGET_BYTES):
+            kept.pop(0)
+        self._snapshots = kept
 
     def logits(self) -> np.ndarray:
         with self.lock:

@@ -1,0 +1,171 @@
+"""Issue K: one Model shared by threads, a slot per conversation, continuous batching (tiny converted model)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lfm_edge.model as api
+from lfm_edge.errors import ConfigError, LfmEdgeError
+from lfm_edge.generation import GenerationOptions
+from lfm_edge.native.sampling import SamplingParams
+
+IMAGE = Path(__file__).parent / "images" / "photo_1024x768.jpg"
+SMALL_IMAGE = {"max_image_tokens": 64, "do_image_splitting": False}
+GREEDY = GenerationOptions(max_tokens=16, sampling=SamplingParams(temperature=0))
+PROMPTS: list[tuple[str, tuple[Path, ...]]] = [
+    ("Hello", ()),
+    ("Name a colour.", ()),
+    ("What is in the picture?", (IMAGE,)),
+    ("Count to five.", ()),
+]
+Converted = Callable[..., tuple[Path, Path]]
+
+
+def _load(converted: Converted, n_seq: int) -> api.Model:
+    text, mmproj = converted("official-2.5", "f16")
+    context = api.ContextOptions(n_ctx=4096, n_threads=2, n_seq=n_seq)
+    return api.Model(api.ModelFiles(text, mmproj), api.LoadOptions(context=context))
+
+
+@pytest.fixture(scope="module", params=[1, 4], ids=["1-slot", "4-slots"])
+def model(request: pytest.FixtureRequest, converted: Converted) -> Iterator[api.Model]:
+    with _load(converted, request.param) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def expected(model: api.Model) -> list[tuple[int, ...]]:
+    """Each prompt's greedy tokens, generated one after another."""
+    return [_answer(model, prompt, images) for prompt, images in PROMPTS]
+
+
+def _answer(model: api.Model, prompt: str, images: tuple[Path, ...]) -> tuple[int, ...]:
+    return model.generate(prompt, list(images), GREEDY, **SMALL_IMAGE).token_ids
+
+
+def test_four_threads_get_the_answers_they_get_one_after_another(
+    model: api.Model, expected: list[tuple[int, ...]]
+) -> None:
+    """The issue's reproduction: four threads generating at once aborted the process."""
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(2):
+            answers = list(pool.map(lambda case: _answer(model, *case), PROMPTS))
+            assert answers == expected
+
+
+def test_concurrent_streams_are_decoded_in_one_batch(model: api.Model, expected: list[tuple[int, ...]]) -> None:
+    streams = [model.stream(p, list(i), GREEDY, **SMALL_IMAGE) for p, i in PROMPTS]
+    largest = model.engine.batcher.largest_step
+    model.engine.batcher.largest_step = 0
+    barrier = threading.Barrier(len(streams))
+
+    def read(stream: api.TextStream) -> tuple[int, ...]:
+        barrier.wait()
+        stream.text()
+        assert stream.completion is not None
+        return stream.completion.token_ids
+
+    with ThreadPoolExecutor(len(streams)) as pool:
+        assert list(pool.map(read, streams)) == expected
+    steps = model.engine.batcher.largest_step
+    model.engine.batcher.largest_step = max(largest, steps)
+    assert steps > 1 if len(model.engine.slots) > 1 else steps == 1
+
+
+def test_a_half_read_stream_continues_its_own_answer_after_another_ran(
+    model: api.Model, expected: list[tuple[int, ...]]
+) -> None:
+    """The issue's second reproduction: the stale stream continued from the other prompt's state."""
+    first = model.stream(PROMPTS[0][0], options=GREEDY)
+    pieces = iter(first)
+    head = [next(pieces) for _ in range(3)]
+    others = [model.generate(p, list(i), GREEDY, **SMALL_IMAGE).token_ids for p, i in PROMPTS[1:]]
+    assert others == expected[1:]
+    tail = list(pieces)
+    assert first.completion is not None and first.completion.token_ids == expected[0]
+    assert "".join(head + tail) == first.completion.text
+
+
+def test_chats_alternating_keep_their_place(model: api.Model) -> None:
+    chats = [model.chat(options=GREEDY) for _ in range(6)]  # more chats than slots: some are parked
+    alone = []
+    for index, chat in enumerate(chats):
+        alone.append([chat.send(f"Hi {index}").token_ids])
+    for index, chat in enumerate(chats):
+        reply = chat.send("And then?")
+        alone[index].append(reply.token_ids)
+        assert reply.timings.reused_tokens > 0  # its history came back from its slot or its parked snapshot
+    for index in range(len(chats)):  # the same conversations, one at a time, from scratch
+        chat = model.chat(options=GREEDY)
+        assert [chat.send(f"Hi {index}").token_ids, chat.send("And then?").token_ids] == alone[index]
+
+
+def test_randomized_stress_never_crashes_and_never_gives_wrong_text(
+    model: api.Model, expected: list[tuple[int, ...]]
+) -> None:
+    """Threads mixing complete answers (checked), abandoned half-read streams, early closes, stops from other
+    threads and chats; seeded, bounded in count."""
+    abandoned: list[api.TextStream] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        chat = model.chat(options=GREEDY)
+        for _ in range(6):
+            case = rng.randrange(len(PROMPTS))
+            action = rng.choice(["answer", "abandon", "close", "stop", "chat"])
+            if action == "answer":
+                assert _answer(model, *PROMPTS[case]) == expected[case]
+                continue
+            if action == "chat":
+                chat.send(rng.choice(["Hi", "More", "Why?"]))
+                continue
+            stream = model.stream(PROMPTS[case][0], list(PROMPTS[case][1]), GREEDY, **SMALL_IMAGE)
+            pieces = iter(stream)
+            for _ in range(rng.randrange(4)):
+                next(pieces, None)
+            if action == "abandon":
+                abandoned.append(stream)
+            elif action == "close":
+                stream.close()
+            else:
+                stream.stop()
+                rest = list(pieces)
+                assert len(rest) <= 2 and stream.completion is not None
+                assert stream.completion.finish_reason in ("cancelled", "stop", "length")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(worker, range(4)))
+    for stream in abandoned:  # read on, late: still their own answers
+        stream.text()
+        assert stream.completion is not None
+    assert _answer(model, *PROMPTS[0]) == expected[0]
+
+
+def test_more_callers_than_slots_queue_and_bad_requests_fail_alone(model: api.Model) -> None:
+    dead = GenerationOptions(4, sampling=SamplingParams(grammar='root ::= "\\u0000"'))
+    good = [_answer(model, "Hello", ())] * 5
+
+    def call(index: int) -> Any:
+        try:
+            if index % 3 == 0:
+                return model.generate("Hello", options=dead)
+            return _answer(model, "Hello", ())
+        except LfmEdgeError as exc:
+            return type(exc).__name__
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    assert [r for i, r in enumerate(results) if i % 3 == 0] == ["SamplingError"] * 3
+    assert [r for i, r in enumerate(results) if i % 3] == good
+
+
+def test_n_seq_is_validated(converted: Converted) -> None:
+    with pytest.raises(ConfigError, match="n_seq"):
+        api.ContextOptions(n_seq=0)
