@@ -97,11 +97,13 @@ class Cursor:
         return self._prompt_positions + len(self.tokens) > self.engine.text.n_ctx
 
     def close(self) -> None:
-        """Frees the sampler and the slot (its content stays for a prompt that continues it, e.g. a chat)."""
-        with self.engine.lock:
-            if self.slot is not None and self.slot.owner is self:
-                self.slot.owner = None
-            self.slot = None
+        """Frees the sampler and the slot (its content stays for a prompt that continues it, e.g. a chat).
+
+        Takes no lock: an abandoned stream is closed by the garbage collector, in whatever thread runs it, maybe one
+        holding the batcher's mutex while another holds the engine lock."""
+        slot, self.slot = self.slot, None
+        if slot is not None and slot.owner is self:
+            slot.owner = None
         self.sampler.close()
 
 

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,16 @@ class Model:
     def caption(self, image: Any, prompt: str = CAPTION_PROMPT, options: GenerationOptions | None = None,
                 **knobs: Any) -> Completion:  # fmt: skip
         return self.generate(prompt, [image], options, **knobs)
+
+    def caption_many(self, images: Sequence[Any], prompt: str = CAPTION_PROMPT,
+                     options: GenerationOptions | None = None, **knobs: Any) -> list[Completion]:  # fmt: skip
+        """Captions of `images`, in order, generated n_seq at a time (decoded together; each image is encoded
+        between decode steps). The first error is raised once the others have finished."""
+        if not images:
+            return []
+        with ThreadPoolExecutor(min(len(images), len(self.engine.slots)), thread_name_prefix="lfm-caption") as pool:
+            futures = [pool.submit(self.caption, image, prompt, options, **knobs) for image in images]
+        return [future.result() for future in futures]
 
     def chat(
         self,

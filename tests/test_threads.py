@@ -169,3 +169,9 @@ def test_more_callers_than_slots_queue_and_bad_requests_fail_alone(model: api.Mo
 def test_n_seq_is_validated(converted: Converted) -> None:
     with pytest.raises(ConfigError, match="n_seq"):
         api.ContextOptions(n_seq=0)
+
+
+def test_caption_many_answers_in_order_as_one_by_one(model: api.Model) -> None:
+    images = [IMAGE, IMAGE.with_name("bilevel_300x200.png"), IMAGE.with_name("cmyk_400x300.jpg")]
+    one_by_one = [model.caption(image, options=GREEDY, **SMALL_IMAGE).token_ids for image in images]
+    assert [c.token_ids for c in model.caption_many(images, options=GREEDY, **SMALL_IMAGE)] == one_by_one

@@ -62,7 +62,7 @@ class ContextOptions:
         if self.n_threads is not None:
             _check_int("n_threads", self.n_threads, 1, 1024, "None = one per physical core")
         _check_int("n_batch", self.n_batch, 1, _MAX_N_CTX, "tokens evaluated per llama_decode call")
-        _check_int("n_gpu_layers", self.n_gpu_layers, -1, 100_000, "-1 = all, 0 = none")
+        _check_int("n_gpu_layers", self.n_gpu_layers, -(2**31), 2**31 - 1, "negative = all, 0 = none")
         _check_int("main_gpu", self.main_gpu, 0, 1024, "the GPU index")
         for name in ("flash_attention", "mmap"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):

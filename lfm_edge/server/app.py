@@ -76,4 +76,5 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 async def health(request: Request) -> dict[str, Any]:
     state: ServerState = request.app.state.lfm
-    return {"status": "ok", "model": state.options.model_id, "pending": state.worker.pending}
+    counters = state.worker.counters()
+    return {"status": "ok", "model": state.options.model_id, "pending": state.worker.pending, **counters}
