@@ -1,11 +1,10 @@
 """Generations sharing one Model: each a Cursor in its own slot (llama.cpp sequence), stepped together.
 
 Continuous batching without a scheduler thread: a cursor that wants its next token registers with the Batcher and
-takes the engine lock; whoever gets the lock first evaluates, in ONE llama_decode, the pending token of every cursor
-registered by then, and samples each one's next token from its own row with its own sampler (grammar, penalties,
-seed). The others find their token ready when they get the lock. A cursor that joins or leaves changes only the
-next step. While one step decodes, the cursors of other threads register for the next, so N threads generating at
-once are decoded N tokens per llama_decode.
+takes the engine lock; whoever gets the lock first evaluates the pending token of every cursor registered by then
+(in ONE llama_decode when MULTI_SEQUENCE_STEPS; see below why it is off) and samples each one's next token from its
+own row with its own sampler (grammar, penalties, seed). The others find their token ready when they get the lock.
+A cursor that joins or leaves changes only the next step.
 
 A cursor whose slot was taken meanwhile (more generations than slots, a stream left half-read) notices it by the
 slot's version and re-establishes its own state before sampling (a snapshot of its prompt, then its own tokens
@@ -19,6 +18,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lfm_edge.native.sampling import SamplingParams
+
+# One llama_decode holding tokens of several sequences gives WRONG logits for every sequence but the first with the
+# LFM2 hybrid model in llama-cpp-python 0.3.36's llama.cpp (unified KV or not), and can abort in ggml's get_rows or
+# hang (tests/test_threads.py::test_llama_cpp_multi_sequence_step_matches_single_steps shows it). Until it is fixed,
+# a step decodes each waiting generation with its own llama_decode, still in one pass of the engine lock.
+MULTI_SEQUENCE_STEPS = False
 
 if TYPE_CHECKING:
     from lfm_edge.engine import Engine, Item, PrefillStats, Slot
@@ -134,9 +139,9 @@ class Batcher:
                 cursor.resume()
             except Exception as exc:  # that cursor's caller gets it; the others go on
                 cursor.fail(exc)
-        limit = self.engine.text.n_batch
-        for start in range(0, len(batched), limit):
-            self._decode(batched[start : start + limit])
+        width = self.engine.text.n_batch if MULTI_SEQUENCE_STEPS else 1
+        for start in range(0, len(batched), width):
+            self._decode(batched[start : start + width])
 
     def _decode(self, cursors: list[Cursor]) -> None:
         entries = [(cursor.slot, cursor.tokens[-1]) for cursor in cursors]

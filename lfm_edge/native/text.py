@@ -355,6 +355,11 @@ class TextModel:
         if status != 0:
             raise ModelError(f"llama_decode failed with status {status}")
 
+    def logits_row(self, row: int) -> np.ndarray:
+        """A copy of the logits of output row `row` of the last decode."""
+        pointer = lc.llama_get_logits_ith(self.ctx, row)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
     def last_logits(self) -> np.ndarray:
         pointer = lc.llama_get_logits_ith(self.ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
