@@ -52,6 +52,7 @@ async def cancel_on_disconnect(request: Request, cancelled: threading.Event) -> 
 def _generate(state: ServerState, messages: list[dict[str, Any]], plan: ChatPlan,
               emit: Callable[[Any], None], cancelled: threading.Event) -> None:  # fmt: skip
     stream = state.model.stream_messages(messages, plan.options, plan.render)
+    stream.stop_event = cancelled  # a disconnect stops generation at the next token, like TextStream.stop()
     try:
         for piece in stream:
             if cancelled.is_set():
