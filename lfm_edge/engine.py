@@ -119,6 +119,8 @@ class Engine:
             for slot in self.slots:
                 slot.evaluated = []
                 slot.version += 1
+                slot.used = 0  # the next prompt goes to slot 0 (sequence 0), as single-sequence callers expect
+            self._current = self.slots[0]
             self._snapshots = []
             self.text.clear()
 
