@@ -194,7 +194,7 @@ class TextModel:
         params.n_batch = self.options.n_batch
         params.n_ubatch = self.options.n_batch
         params.n_seq_max = self.options.n_seq
-        params.kv_unified = True  # every sequence may use the whole context; they share its cells
+        params.kv_unified = self.options.n_seq > 1  # every sequence may use the whole context; they share its cells
         threads = self.options.n_threads or default_threads()
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
