@@ -156,6 +156,16 @@ bench-parse: venv
 ROUNDS ?= 3
 bench: venv
 	$(PY) -m benchmarks.bench_all $(if $(QUICK),--quick,--rounds $(ROUNDS)) $(if $(THREADS),--threads $(THREADS))
+	$(MAKE) bench-parallel $(if $(QUICK),PARALLEL_MODEL=$(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf PARALLEL_ROUNDS=1)
+
+# Aggregate decode tok/s with 1, 2, 4 concurrent clients: `lfm-edge serve --parallel 4` beside llama-server -np 4
+# (when `make bench-reference` built it), interleaved per round (build/bench/parallel.json).
+PARALLEL_MODEL ?= build/bench/convert-out/ours/full-official-2.5-f16.gguf
+PARALLEL_ROUNDS ?= 3
+.PHONY: bench-parallel
+bench-parallel: venv
+	test -f $(PARALLEL_MODEL) || $(MAKE) $(if $(findstring demo,$(PARALLEL_MODEL)),demo,bench-convert)
+	$(PY) -m benchmarks.bench_parallel $(PARALLEL_MODEL) --rounds $(PARALLEL_ROUNDS) $(if $(THREADS),--threads $(THREADS))
 
 # Live and file captioning (lfm-edge watch) on a generated 640x480 30 fps clip, full-size synthetic Q4_0 text + Q8_0
 # mmproj: captions/s, lag p50/p95 and CPU share live, video seconds per wall second at --every 2, CPU share of a static
@@ -176,8 +186,8 @@ REF_BUILD := build/llama-ref
 bench-reference: venv $(LLAMA_SRC)/.unpacked
 	mkdir -p $(REF_BUILD)
 	cmake -S $(LLAMA_SRC)/vendor/llama.cpp -B $(REF_BUILD) -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
-		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > /dev/null
-	cmake --build $(REF_BUILD) --target llama-bench llama-mtmd-cli -j 2 > /dev/null
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON > /dev/null
+	cmake --build $(REF_BUILD) --target llama-bench llama-mtmd-cli llama-server -j 2 > /dev/null
 	test -f build/bench/convert-out/ours/full-official-2.5-f16.gguf || $(MAKE) bench-convert
 	$(PY) -m benchmarks.bench_reference
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lfm_edge.conversation import VERBATIM_END, VERBATIM_START, verbatim
 from lfm_edge.errors import ConfigError
 from lfm_edge.generation import Completion, GenerationOptions, TextStream
 from lfm_edge.image.settings import ProcessorSettings
@@ -46,6 +47,9 @@ class Chat:
     @property
     def history(self) -> list[dict[str, Any]]:
         """The messages so far (system first when set), as given to the chat template."""
+        return [{**m, "content": _unmarked(m["content"])} for m in self._prompt_history()]
+
+    def _prompt_history(self) -> list[dict[str, Any]]:
         system = [{"role": "system", "content": self.system}] if self.system else []
         return [*system, *self._history]
 
@@ -60,7 +64,7 @@ class Chat:
         return self._reply([{"role": "user", "content": content}], options)
 
     def send(self, text: str, images: Sequence[Any] = (), options: GenerationOptions | None = None) -> Completion:
-        return _finish(self.stream(text, images, options))
+        return _finish(self.model, self.stream(text, images, options))
 
     def add_tool_result(self, result: Any) -> None:
         """Appends a role "tool" message (non-strings as JSON), answering the last reply's tool call(s)."""
@@ -69,7 +73,7 @@ class Chat:
 
     def resume(self, options: GenerationOptions | None = None) -> Completion:
         """Generates the next assistant turn without a new user message (after tool results)."""
-        return _finish(self._reply([], options))
+        return _finish(self.model, self._reply([], options))
 
     def run_tools(self, text: str, functions: Mapping[str, Callable[..., Any]], max_rounds: int = 4) -> Completion:
         """Sends `text`; while the reply calls tools (at most max_rounds times), runs them and sends the results."""
@@ -86,8 +90,9 @@ class Chat:
 
     def _reply(self, new: list[dict[str, Any]], options: GenerationOptions | None) -> TextStream:
         render = RenderOptions(tools=self.tools)
-        inner = self.model.stream_messages([*self.history, *new], options or self.options, render, self.settings)
-        outer = TextStream(iter(()))
+        history = self._prompt_history()
+        inner = self.model.stream_messages([*history, *new], options or self.options, render, self.settings)
+        outer = TextStream(iter(()), inner.stop_event)
         outer._pieces = self._record(inner, new, outer)
         return outer
 
@@ -102,24 +107,36 @@ class Chat:
             yield tail
         completion = inner.completion
         if completion is not None:  # a turn counts once its reply is complete
-            self._history.extend([*new, _assistant_message(completion)])
+            self._history.extend([*new, self._assistant_message(completion)])
             self.last = outer.completion = completion
 
+    def _assistant_message(self, completion: Completion) -> dict[str, Any]:
+        """The reply as the history keeps it. Text that would tokenize differently with special tokens parsed (an
+        `<image>` or `<|im_end|>` the model wrote) is kept verbatim: re-read as markers it would break the chat."""
+        content = completion.message.content
+        text = getattr(self.model, "text", None)  # any object with stream_messages() can drive a Chat (tests do)
+        if content and text is not None and text.tokenize(content) != text.tokenize(content, special=False):
+            content = verbatim(content)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if completion.message.tool_calls:
+            message["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": dict(call.arguments)}}
+                for call in completion.message.tool_calls
+            ]
+        return message
 
-def _finish(stream: TextStream) -> Completion:
+
+def _finish(model: Any, stream: TextStream) -> Completion:
+    complete = getattr(model, "complete", None)  # Model.complete: concurrent callers take turns by slot
+    if complete is not None:
+        return complete(stream)  # type: ignore[no-any-return]
     stream.text()
     assert stream.completion is not None
     return stream.completion
 
 
-def _assistant_message(completion: Completion) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": completion.message.content}
-    if completion.message.tool_calls:
-        message["tool_calls"] = [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": dict(call.arguments)}}
-            for call in completion.message.tool_calls
-        ]
-    return message
+def _unmarked(content: Any) -> Any:
+    return content.replace(VERBATIM_START, "").replace(VERBATIM_END, "") if isinstance(content, str) else content
 
 
 def _call_tool(call: ToolCall, functions: Mapping[str, Callable[..., Any]]) -> Any:

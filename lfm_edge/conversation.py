@@ -58,6 +58,24 @@ def split_images(messages: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, 
     return rendered, images
 
 
+# Private-use code points around text that must be tokenized without parsing special tokens (a stored reply).
+VERBATIM_START, VERBATIM_END = "\ue0f0", "\ue0f1"
+
+
+def verbatim(text: str) -> str:
+    return f"{VERBATIM_START}{text}{VERBATIM_END}"
+
+
+def verbatim_spans(rendered: str) -> list[tuple[str, bool]]:
+    """(text, is_verbatim) spans of a rendered prompt, markers removed."""
+    spans: list[tuple[str, bool]] = []
+    rest = rendered
+    while (start := rest.find(VERBATIM_START)) >= 0 and (end := rest.find(VERBATIM_END, start)) >= 0:
+        spans += [(rest[:start], False), (rest[start + 1 : end], True)]
+        rest = rest[end + 1 :]
+    return [*spans, (rest, False)]
+
+
 @dataclass(frozen=True)
 class PreparedImage:
     """One image's expansion: marker ids, marker texts outside the vocabulary, and crops, in prompt order."""
@@ -182,20 +200,25 @@ class PromptBuilder:
         self, messages: Sequence[Mapping[str, Any]], options: RenderOptions, settings: ProcessorSettings
     ) -> BuiltPrompt:
         chat, images = split_images(messages)
-        rendered = self.template.render(chat, options)
-        texts = rendered.split(IMAGE_TOKEN)
-        if len(texts) - 1 != len(images):
+        spans = verbatim_spans(self.template.render(chat, options))
+        placeholders = sum(text.count(IMAGE_TOKEN) for text, literal in spans if not literal)
+        if placeholders != len(images):
             raise PromptError(
-                f"the prompt has {len(texts) - 1} '<image>' placeholders but {len(images)} images were given: "
+                f"the prompt has {placeholders} '<image>' placeholders but {len(images)} images were given: "
                 "pass one image per {'type': 'image'} item (and no literal '<image>' in text)"
             )
         items: list[Item] = []
         clock = _Clock()
-        for index, text in enumerate(texts):
-            items.extend(self.text.tokenize(text))
-            if index < len(images):
-                clock.add("images")
-                items.extend(self._image_items(images[index], settings, clock))
+        pending = iter(images)
+        for text, literal in spans:
+            if literal:  # a stored reply: its `<image>` or control-token texts are text, not markers
+                items.extend(self.text.tokenize(text, special=False))
+                continue
+            for index, part in enumerate(text.split(IMAGE_TOKEN)):
+                if index:
+                    clock.add("images")
+                    items.extend(self._image_items(next(pending), settings, clock))
+                items.extend(self.text.tokenize(part))
         return BuiltPrompt(items, clock.timings())
 
     def _image_items(self, image: Any, settings: ProcessorSettings, clock: _Clock) -> list[Item]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +20,15 @@ import numpy as np
 
 from lfm_edge.errors import ContextLengthError, ModelError, PromptError
 from lfm_edge.native.sampling import Sampler, SamplingParams
-from lfm_edge.native.text import TextModel
+from lfm_edge.native.text import CacheFullError, TextModel
 
 log = logging.getLogger(__name__)
 
 IMAGE_TOKEN_ID = 396  # `<image>`: the id transformers' input_ids hold at image positions
-_MAX_SNAPSHOTS = 3
+# Snapshots (prompt ends and parked slots) kept, least recently used dropped first: at most this many bytes (a
+# full-size model's 2,342-token image prompt is ~28 MB) and this many snapshots.
+SNAPSHOT_BUDGET_BYTES = 256 << 20
+_MAX_SNAPSHOTS = 32
 
 
 @dataclass(frozen=True)
@@ -69,24 +73,80 @@ class _Snapshot:
     state: bytes
 
 
-class Engine:
-    def __init__(self, text: TextModel) -> None:
-        self.text = text
-        self._evaluated: list[Unit] = []
-        self._snapshots: list[_Snapshot] = []
+@dataclass(eq=False)
+class Slot:
+    """One llama.cpp sequence: what it holds, a version that changes with its content, the cursor generating in
+    it (None: free) and when it was last used (least recently used slots are taken first)."""
+
+    seq: int
+    evaluated: list[Unit] = field(default_factory=list)
+    version: int = 0
+    owner: object | None = None
+    used: int = 0
 
     @property
     def n_past(self) -> int:
-        return _positions(self._evaluated)
+        return _positions(self.evaluated)
+
+
+class Engine:
+    """The prefix-reusing evaluator over one llama.cpp context with n_seq sequences (slots). Shared by every stream,
+    chat and thread of a Model: `lock` (reentrant) serializes every use of the context.
+
+    A prompt goes to the free slot holding its longest prefix (a chat's next turn finds its own slot), else to the
+    least recently used one; a slot about to be overwritten is parked first as a snapshot (bounded by
+    SNAPSHOT_BUDGET_BYTES), which a later prompt sharing it as a prefix restores into any slot."""
+
+    def __init__(self, text: TextModel) -> None:
+        self.text = text
+        self.lock = threading.RLock()
+        n_seq = int(getattr(text.options, "n_seq", 1))
+        self.slots = [Slot(seq) for seq in range(n_seq)]
+        self._snapshots: list[_Snapshot] = []
+        self._tick = 0
+        self._current = self.slots[0]
+        from lfm_edge.batching import Batcher
+
+        self.batcher = Batcher(self)
+
+    @property
+    def n_past(self) -> int:
+        """Positions held by the slot used last."""
+        return self._current.n_past
 
     def reset(self) -> None:
-        self.text.clear()
-        self._evaluated = []
-        self._snapshots = []
+        with self.lock:
+            for slot in self.slots:
+                slot.evaluated = []
+                slot.version += 1
+                slot.used = 0  # the next prompt goes to slot 0 (sequence 0), as single-sequence callers expect
+            self._current = self.slots[0]
+            self._snapshots = []
+            self.text.clear()
 
-    def prefill(self, items: Sequence[Item]) -> PrefillStats:
-        """Makes the context hold exactly `items`, evaluating as little as possible; logits of the last position
-        are then available. Raises PromptError (context unchanged... or reset) when the prompt does not fit."""
+    def _touch(self, slot: Slot) -> None:
+        self._tick += 1
+        slot.used = self._tick
+        slot.version += 1
+        self._current = slot
+
+    def choose_slot(self, units: Sequence[Unit], owner: object | None) -> Slot:
+        """The slot for a prompt: free slots first (owned by nobody or by `owner`), then the one holding the longest
+        prefix of the prompt, then the least recently used."""
+
+        def rank(slot: Slot) -> tuple[bool, int, int]:
+            held = slot.evaluated
+            prefix = len(held) if len(held) < len(units) and list(units[: len(held)]) == held else 0
+            return (slot.owner is None or slot.owner is owner, prefix, -slot.used)
+
+        return max(self.slots, key=rank)
+
+    def prefill(
+        self, items: Sequence[Item], *, remember: bool = True, owner: object | None = None, slot: Slot | None = None
+    ) -> PrefillStats:
+        """Makes a slot hold exactly `items` (evaluating as little as possible) and gives it to `owner`; logits of the
+        last position are then available. Raises ContextLengthError (nothing changed) when the prompt does not fit;
+        `remember`: snapshot the result so a later prompt that shares it as a prefix restores it."""
         started = time.perf_counter()
         units = _units(items)
         if not units:
@@ -97,74 +157,155 @@ class Engine:
                 f"the prompt needs {total} positions but the context holds {self.text.n_ctx}: shorten the "
                 "conversation, use fewer/smaller images (max_image_tokens), or load with a larger n_ctx"
             )
-        keep = self._restore_longest_prefix(units)
-        try:
-            self._evaluate(items[keep:], logits_for_last=True)
-        except BaseException:
-            self.reset()  # a half-evaluated prompt is useless; leave a clean, usable engine
-            raise
-        self._remember_snapshot()
+        with self.lock:
+            slot = slot or self.choose_slot(units, owner)
+            if slot.owner is not None and slot.owner is not owner:
+                log.debug("slot %d taken from a generation nobody reads (it resumes from its own state)", slot.seq)
+            slot.owner = owner
+            self._touch(slot)
+            keep = self._evaluate_in(slot, items, units)
+            if remember:
+                self._remember_snapshot(slot)
         reused = _positions(units[:keep])
         return PrefillStats(reused, total - reused, time.perf_counter() - started)
 
-    def _restore_longest_prefix(self, units: list[Unit]) -> int:
-        """Number of leading items already in the context after this call (always < len(units))."""
-        evaluated = self._evaluated
-        if len(evaluated) < len(units) and units[: len(evaluated)] == evaluated:
-            return len(evaluated)
+    def _evaluate_in(self, slot: Slot, items: Sequence[Item], units: list[Unit]) -> int:
+        """Evaluates what `slot` lacks of `items`; when the shared cache is full, parks the idle slots and retries
+        once. Returns how many items were reused."""
+        for attempt in range(2):
+            keep = self._restore_longest_prefix(slot, units)
+            try:
+                self._evaluate(slot, items[keep:], logits_for_last=True)
+                return keep
+            except CacheFullError:
+                self._clear(slot)
+                if attempt or not self._free_idle_slots(keep={slot}):
+                    raise
+            except BaseException:
+                self._clear(slot)  # a half-evaluated prompt is useless; leave a clean, usable slot
+                raise
+        raise AssertionError("unreachable")
+
+    def _free_idle_slots(self, keep: set[Slot]) -> bool:
+        """Parks and clears the slots no generation is using (their cells go back to the shared cache)."""
+        idle = [slot for slot in self.slots if slot not in keep and slot.owner is None and slot.evaluated]
+        for slot in idle:
+            self._park(slot)
+            self._clear(slot)
+        return bool(idle)
+
+    def _clear(self, slot: Slot) -> None:
+        slot.evaluated = []
+        slot.version += 1
+        self.text.clear(slot.seq)
+
+    def step(self, entries: list[tuple[Slot, int]]) -> None:
+        """One llama_decode evaluating one token in each slot; logits row i belongs to entries[i]."""
+        with self.lock:
+            for slot, _ in entries:
+                self._touch(slot)
+            try:
+                try:
+                    self.text.decode_step([(token, slot.n_past, slot.seq) for slot, token in entries])
+                except CacheFullError:
+                    if not self._free_idle_slots(keep={slot for slot, _ in entries}):
+                        raise
+                    self.text.decode_step([(token, slot.n_past, slot.seq) for slot, token in entries])
+            except BaseException:
+                for slot, _ in entries:
+                    self._clear(slot)
+                raise
+            for slot, token in entries:
+                slot.evaluated.append(token)
+
+    def _restore_longest_prefix(self, slot: Slot, units: list[Unit]) -> int:
+        """Number of leading items already in the slot after this call (always < len(units)): what it holds when
+        that is a prefix, or the longest snapshot that is one when longer."""
+        held = slot.evaluated
+        own = len(held) if len(held) < len(units) and units[: len(held)] == held else 0
         best = max(
-            (s for s in self._snapshots if len(s.units) < len(units) and units[: len(s.units)] == s.units),
+            (s for s in self._snapshots if own < len(s.units) < len(units) and units[: len(s.units)] == s.units),
             key=lambda s: len(s.units),
             default=None,
         )
+        if best is None and own:
+            return own
+        self._park(slot)
         if best is not None:
-            self.text.load_state(best.state)
-            self._evaluated = list(best.units)
+            self._snapshots.remove(best)
+            self._snapshots.append(best)  # most recently used last
+            self.text.load_state(best.state, slot.seq)
+            slot.evaluated = list(best.units)
             return len(best.units)
-        self.text.clear()
-        self._evaluated = []
+        self._clear(slot)
         return 0
 
-    def _evaluate(self, items: Sequence[Item], *, logits_for_last: bool) -> None:
+    def _park(self, slot: Slot) -> None:
+        """Snapshots a slot's content before it is overwritten, unless a snapshot of it exists."""
+        if slot.evaluated and all(s.units != slot.evaluated for s in self._snapshots):
+            self._remember_snapshot(slot)
+
+    def _evaluate(self, slot: Slot, items: Sequence[Item], *, logits_for_last: bool) -> None:
         index = 0
         while index < len(items):
             item = items[index]
             last = index == len(items) - 1
             if isinstance(item, ImageBlock):
-                self.text.decode_embeddings(item.embeddings, self.n_past, logits_for_last=logits_for_last and last)
-                self._evaluated.append((item.key, item.length))
+                want = logits_for_last and last
+                self.text.decode_embeddings(item.embeddings, slot.n_past, logits_for_last=want, seq=slot.seq)
+                slot.evaluated.append((item.key, item.length))
                 index += 1
                 continue
             run = index
             while run < len(items) and not isinstance(items[run], ImageBlock):
                 run += 1
             tokens = [int(t) for t in items[index:run] if not isinstance(t, ImageBlock)]
-            at_end = run == len(items)
-            self.text.decode_tokens(tokens, self.n_past, logits_for_last=logits_for_last and at_end)
-            self._evaluated.extend(tokens)
+            want = logits_for_last and run == len(items)
+            self.text.decode_tokens(tokens, slot.n_past, logits_for_last=want, seq=slot.seq)
+            slot.evaluated.extend(tokens)
             index = run
 
-    def _remember_snapshot(self) -> None:
-        self._snapshots = [s for s in self._snapshots if s.units != self._evaluated][-(_MAX_SNAPSHOTS - 1) :]
-        self._snapshots.append(_Snapshot(list(self._evaluated), self.text.save_state()))
+    def _remember_snapshot(self, slot: Slot) -> None:
+        kept = [s for s in self._snapshots if s.units != slot.evaluated]
+        kept.append(_Snapshot(list(slot.evaluated), self.text.save_state(slot.seq)))
+        while len(kept) > 1 and (len(kept) > _MAX_SNAPSHOTS or sum(len(s.state) for s in kept) > SNAPSHOT_BUDGET_BYTES):
+            kept.pop(0)
+        self._snapshots = kept
 
     def logits(self) -> np.ndarray:
-        return self.text.last_logits()
+        with self.lock:
+            return self.text.last_logits()
+
+    def sampler(self, params: SamplingParams, items: Sequence[Item]) -> Sampler:
+        """A sampler for a generation after `items` (the repetition penalty sees the prompt); grammar and biases are
+        checked here, before anything is evaluated."""
+        history = [t for u in _units(items) for t in ([u] if isinstance(u, int) else [IMAGE_TOKEN_ID] * u[1])]
+        with self.lock:
+            return Sampler(params, self.text.vocab, self.text.n_ctx, history)
 
     def generate(self, params: SamplingParams, max_tokens: int) -> Generator[int, None, None]:
-        """Samples up to max_tokens tokens after the prefilled prompt, evaluating each; stops at end-of-generation
-        (the end token is yielded but not evaluated)."""
-        if not self._evaluated:
-            raise ModelError("generate() needs a prefilled prompt")
-        history = [t for u in self._evaluated for t in ([u] if isinstance(u, int) else [IMAGE_TOKEN_ID] * u[1])]
-        sampler = Sampler(params, self.text.vocab, self.text.n_ctx, history)
+        """Samples up to max_tokens tokens after the prompt prefilled last, evaluating each; stops at
+        end-of-generation (the end token is yielded but not evaluated)."""
+        from lfm_edge.batching import Cursor
+
+        with self.lock:
+            slot = self._current
+            if not slot.evaluated:
+                raise ModelError("generate() needs a prefilled prompt")
+            items: list[Item] = [u if isinstance(u, int) else _key_only(u) for u in slot.evaluated]
+            cursor = Cursor(self, items, params)
+            cursor.attach(slot)
         try:
             for _ in range(max_tokens):
-                token = sampler.sample(self.text.ctx)
+                token = cursor.next_token()
                 yield token
-                if self.text.is_end_of_generation(token) or self.n_past >= self.text.n_ctx:
+                if self.text.is_end_of_generation(token) or cursor.full():
                     return
-                self.text.decode_tokens([token], self.n_past, logits_for_last=True)
-                self._evaluated.append(token)
+            cursor.settle()  # as a reply cut at max_tokens: fully in the context
         finally:
-            sampler.close()
+            cursor.close()
+
+
+def _key_only(unit: tuple[str, int]) -> ImageBlock:
+    """An image block known by key and length only: it matches a slot's content but cannot be evaluated again."""
+    return ImageBlock(unit[0], np.zeros((unit[1], 0), dtype=np.float32))

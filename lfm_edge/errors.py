@@ -67,3 +67,12 @@ class RequestError(LfmEdgeError):
 
 class VideoError(LfmEdgeError):
     """A video source (file, camera, stream, image folder) cannot be opened or read, or stalled."""
+
+
+class ModelClosedError(ModelError):
+    """The Model (or its Chat or stream) was used after `close()`, or in a process forked from the one that
+    loaded it."""
+
+
+class SamplingError(ConfigError):
+    """No token can be sampled: the grammar and logit_bias together allow none (or the logits are not finite)."""

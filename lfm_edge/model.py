@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +102,7 @@ class Model:
             self.close()
             raise
         self.engine = Engine(self.text)
+        self._generating = threading.BoundedSemaphore(len(self.engine.slots))
         from lfm_edge.conversation import PromptBuilder
 
         self.prompts = PromptBuilder(self.template, self.text, self.vision, cache)
@@ -117,9 +120,16 @@ class Model:
         return open_encoder(options.vision_backend, request)
 
     def close(self) -> None:
-        if self.vision is not None:
-            self.vision.close()
-        self.text.close()
+        """Frees the model now (a Model dropped without close() is freed by the garbage collector); later calls on
+        it, its chats or its streams raise ModelClosedError. Waits for a generation step in another thread."""
+        with self.engine.lock:
+            if self.vision is not None:
+                self.vision.close()
+            self.text.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.text.closed
 
     def __enter__(self) -> Model:
         return self
@@ -139,9 +149,11 @@ class Model:
         settings: ProcessorSettings | None = None,
     ) -> TextStream:
         started = time.perf_counter()
-        built = self.prompts.build_timed(messages, render or RenderOptions(), settings or self.settings)
-        image = built.image_timings if built.image_timings.images else None
-        return run_generation(self.engine, built.items, options or GenerationOptions(), started, image)
+        with self.engine.lock:  # the image caches and the vision context are shared too
+            self.text.check_usable()
+            built = self.prompts.build_timed(messages, render or RenderOptions(), settings or self.settings)
+            image = built.image_timings if built.image_timings.images else None
+            return run_generation(self.engine, built.items, options or GenerationOptions(), started, image)
 
     def stream(self, prompt: str, images: Sequence[Any] = (), options: GenerationOptions | None = None,
                **knobs: Any) -> TextStream:  # fmt: skip
@@ -151,14 +163,34 @@ class Model:
 
     def generate(self, prompt: str, images: Sequence[Any] = (), options: GenerationOptions | None = None,
                  **knobs: Any) -> Completion:  # fmt: skip
-        stream = self.stream(prompt, images, options, **knobs)
-        stream.text()
-        assert stream.completion is not None
+        return self.complete(self.stream(prompt, images, options, **knobs))
+
+    def complete(self, stream: TextStream) -> Completion:
+        """Reads `stream` to its end. Concurrent callers are decoded together in one batch, up to one per slot
+        (ContextOptions.n_seq); more wait their turn (with one slot: one at a time)."""
+        if len(self.engine.slots) == 1:
+            with self.engine.lock:
+                stream.text()
+        else:
+            with self._generating:  # at most one generation per slot; more callers wait here
+                stream.text()
+        if stream.completion is None:
+            raise ModelError("the generation was closed before it finished")
         return stream.completion
 
     def caption(self, image: Any, prompt: str = CAPTION_PROMPT, options: GenerationOptions | None = None,
                 **knobs: Any) -> Completion:  # fmt: skip
         return self.generate(prompt, [image], options, **knobs)
+
+    def caption_many(self, images: Sequence[Any], prompt: str = CAPTION_PROMPT,
+                     options: GenerationOptions | None = None, **knobs: Any) -> list[Completion]:  # fmt: skip
+        """Captions of `images`, in order, generated n_seq at a time (decoded together; each image is encoded
+        between decode steps). The first error is raised once the others have finished."""
+        if not images:
+            return []
+        with ThreadPoolExecutor(min(len(images), len(self.engine.slots)), thread_name_prefix="lfm-caption") as pool:
+            futures = [pool.submit(self.caption, image, prompt, options, **knobs) for image in images]
+        return [future.result() for future in futures]
 
     def chat(
         self,

@@ -27,7 +27,7 @@ def running_server(
     converted: Callable[..., tuple[Path, Path]], limits: Limits | None = None, **options: object
 ) -> Iterator[tuple[RunningServer, api.Model]]:
     text, _ = converted("official-2.5", "f16")
-    with api.load(text, n_ctx=4096, n_threads=2) as model:
+    with api.load(text, n_ctx=4096, n_threads=2, n_seq=1) as model:  # one slot: the queue tests count on it
         settings = ServerOptions(model_ids=(MODEL_ID,), port=0, limits=limits or Limits(), **options)  # type: ignore[arg-type]
         server = start_in_thread(model, settings)
         try:

@@ -73,6 +73,7 @@ def open_model(model: str, kw: dict[str, Any]) -> Any:
         n_threads=kw["threads"],
         n_gpu_layers=kw["n_gpu_layers"],  # negative: all layers (llama.cpp)
         flash_attention=kw.get("flash_attn"),
+        n_seq=kw.get("parallel") or ContextOptions.n_seq,  # slots: generations decoded together
     )
     cache = kw.get("image_cache")
     options = LoadOptions(
@@ -154,14 +155,15 @@ def run(ctx: click.Context, /, model: str, prompt: str, images: tuple[str, ...],
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--prompt", default="Describe this image.", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per image (JSONL).")
+@click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 64), help="Images captioned at once.")
 @model_options
 @generation_options
 @friendly_errors
 def caption(model: str, images: tuple[str, ...], prompt: str, as_json: bool, **kw: Any) -> None:
-    """Describe each image (batch): `path: caption` lines, or JSONL with --json."""
+    """Describe each image (batch): `path: caption` lines in input order, or JSONL with --json."""
     with open_model(model, kw) as loaded:
-        for image in images:
-            completion = loaded.caption(image, prompt, generation(kw), **image_knobs(kw))
+        completions = loaded.caption_many(list(images), prompt, generation(kw), **image_knobs(kw))
+        for image, completion in zip(images, completions, strict=True):
             click.echo(completion_json(completion, image=image) if as_json else f"{image}: {completion.text}")
 
 

@@ -30,6 +30,13 @@ from lfm_edge.errors import ConfigError
     is_flag=True,
     help="With --allow-remote-images: also fetch from loopback, private and link-local addresses (default: public).",
 )
+@click.option(
+    "--parallel",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Requests generated at once (slots, decoded in one batch); they share --n-ctx.",
+)
 @click.option("--max-queue", default=8, show_default=True, type=click.IntRange(0), help="Requests waiting at most.")
 @click.option("--max-images", default=16, show_default=True, type=click.IntRange(0), help="Images per request.")
 @click.option("--max-body-mb", default=32, show_default=True, type=click.IntRange(1), help="Request body size.")
@@ -49,7 +56,7 @@ from lfm_edge.errors import ConfigError
 @friendly_errors
 def serve(model: str, **kw: Any) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API: /v1/chat/completions (text, images as data: URIs, streaming,
-    tools, response_format), /v1/models, /health and /v1/detect (boxes). One request at a time; see README."""
+    tools, response_format), /v1/models, /health and /v1/detect (boxes). --parallel requests at once; see README."""
     try:
         from lfm_edge.server import Limits, ServerOptions
         from lfm_edge.server.run import serve as run_server

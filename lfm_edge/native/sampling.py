@@ -8,6 +8,10 @@ is a convention of its CLI, the sampler API clamps negatives to 0 = off) and the
 before generation starts (image positions as the `<image>` id, which transformers' input_ids hold there).
 llama_sampler_sample accepts each sampled token itself.
 
+Sampling never calls llama_sampler_sample: the chain is applied to our own candidate array, the chosen candidate is
+checked (finite: allowed by the grammar and the bans) and only then accepted, because accepting a token the grammar
+forbids throws a C++ exception that no C caller can catch (the process aborts).
+
 Plain greedy (temperature 0, no grammar, no penalties) is an argmax over the logits in place: llama_sampler_sample
 first copies all 65,536 logits into a candidate array, ~0.5 ms a token on a 2-core machine, 5% of a Q4_0 decode
 step. Same token: both take the first maximum.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import math
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +30,7 @@ from typing import Any
 import numpy as np
 from llama_cpp import llama_cpp as lc
 
-from lfm_edge.errors import ConfigError
+from lfm_edge.errors import ConfigError, ModelClosedError, SamplingError
 
 
 @dataclass(frozen=True)
@@ -45,22 +50,57 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit); -inf bans the token
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.temperature >= 0, f"temperature {self.temperature} must be >= 0 (0 = greedy)"),
-            (0 <= self.min_p <= 1, f"min_p {self.min_p} must be in [0, 1]"),
-            (0 < self.top_p <= 1, f"top_p {self.top_p} must be in (0, 1]"),
-            (self.top_k >= 0, f"top_k {self.top_k} must be >= 0 (0 = off)"),
-            (self.repetition_penalty > 0, f"repetition_penalty {self.repetition_penalty} must be > 0 (1 = off)"),
-            (self.seed is None or 0 <= self.seed < 2**32, f"seed {self.seed} must be in [0, 2**32)"),
-            (
-                all(token >= 0 and (math.isfinite(bias) or bias == -math.inf) for token, bias in self.logit_bias),
-                f"logit_bias {self.logit_bias!r:.80}: token ids must be >= 0 and biases finite (or -inf to ban)",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        _check_number("temperature", self.temperature, 0, None, "0 = greedy")
+        _check_number("min_p", self.min_p, 0, 1, "0 = off")
+        _check_number("top_p", self.top_p, 0, 1, "1 = off")
+        if self.top_p == 0:
+            raise ConfigError("top_p=0 must be in (0, 1] (1 = off)")
+        _check_integer("top_k", self.top_k, 0, None)
+        _check_number("repetition_penalty", self.repetition_penalty, 0, None, "1 = off")
+        if self.repetition_penalty == 0:
+            raise ConfigError("repetition_penalty=0 must be > 0 (1 = off)")
+        _check_number("frequency_penalty", self.frequency_penalty, -2, 2, "0 = off")
+        _check_number("presence_penalty", self.presence_penalty, -2, 2, "0 = off")
+        if self.seed is not None:
+            _check_integer("seed", self.seed, 0, 2**32 - 1)
+        if self.grammar is not None and (not isinstance(self.grammar, str) or not self.grammar.strip()):
+            raise ConfigError(f"grammar={self.grammar!r:.60} must be a non-empty GBNF string (or None)")
+        _check_biases(self.logit_bias)
 
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value: object, low: float, high: float | None, hint: str) -> None:
+    if not _is_number(value) or not math.isfinite(float(value)):  # type: ignore[arg-type]
+        raise ConfigError(f"{name}={value!r:.40} must be a finite number ({hint})")
+    number = float(value)  # type: ignore[arg-type]
+    if number < low or (high is not None and number > high):
+        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ConfigError(f"{name}={value!r} must be {bounds} ({hint})")
+
+
+def _check_integer(name: str, value: object, low: int, high: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ConfigError(f"{name}={value!r:.40} must be an integer {bounds}")
+
+
+def _check_biases(biases: object) -> None:
+    if not isinstance(biases, tuple | list):
+        raise ConfigError(f"logit_bias={biases!r:.60} must be a tuple of (token id, bias) pairs")
+    for entry in biases:
+        token, bias = entry if isinstance(entry, tuple | list) and len(entry) == 2 else (None, None)
+        if isinstance(token, bool) or not isinstance(token, int) or token < 0:
+            raise ConfigError(f"logit_bias entry {entry!r:.60}: the token id must be an integer >= 0")
+        if not _is_number(bias) or not (math.isfinite(float(bias)) or bias == -math.inf):  # type: ignore[arg-type]
+            raise ConfigError(f"logit_bias entry {entry!r:.60}: the bias must be a finite number (or -inf to ban)")
+
+
+# llama_token_data {int32 id; float logit; float p;}: filled from numpy, no per-token Python work.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+assert _TOKEN_DATA.itemsize == ctypes.sizeof(lc.llama_token_data)
 
 _UNCHECKED_TOKENS: dict[int, tuple[int, ...]] = {}
 # Byte patterns that never occur in UTF-8 text: bytes C0, C1 and F5-FF, overlong 3- and 4-byte leads (E0 80-9F,
@@ -113,6 +153,7 @@ class Sampler:
         """`history`: the prompt's token ids, shown to the repetition penalty only (never to the grammar, which
         constrains the output alone)."""
         self._chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        self._free = weakref.finalize(self, lc.llama_sampler_free, self._chain)  # also when never closed
         if params.logit_bias:
             try:
                 self._add(_biases(vocab, params.logit_bias))
@@ -136,7 +177,10 @@ class Sampler:
                 lc.llama_sampler_accept(penalties, token)
             self._add(penalties)
         plain = params.grammar is None and not penalized and not params.logit_bias
-        self._argmax_width = int(lc.llama_vocab_n_tokens(vocab)) if params.temperature == 0 and plain else 0
+        self._n_vocab = int(lc.llama_vocab_n_tokens(vocab))
+        self._argmax_width = self._n_vocab if params.temperature == 0 and plain else 0
+        self._candidates = np.zeros(self._n_vocab if not self._argmax_width else 0, dtype=_TOKEN_DATA)
+        self._ids = np.arange(len(self._candidates), dtype=np.int32)
         if params.temperature == 0:
             self._add(lc.llama_sampler_init_greedy())
         else:
@@ -151,13 +195,37 @@ class Sampler:
     def _add(self, sampler: lc.llama_sampler_p) -> None:
         lc.llama_sampler_chain_add(self._chain, sampler)
 
-    def sample(self, ctx: lc.llama_context_p) -> int:
+    def sample(self, ctx: lc.llama_context_p, index: int = -1) -> int:
+        """The next token from the logits of batch row `index` (-1: the last). Raises SamplingError, before anything
+        is accepted (the sampler stays usable), when no token is allowed: llama.cpp's grammar would throw a C++
+        exception through the C API (std::terminate) on accepting a token it forbids."""
+        if not self._free.alive:
+            raise ModelClosedError("this generation's sampler was closed (the stream was closed)")
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
         if self._argmax_width:
-            logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(self._argmax_width,))
-            return int(np.argmax(logits))
-        return int(lc.llama_sampler_sample(self._chain, ctx, -1))
+            token = int(np.argmax(logits))
+            if not math.isfinite(float(logits[token])):
+                raise SamplingError("the model produced non-finite logits; the weights or settings are broken")
+            return token
+        # What llama_sampler_sample does, with a check between choosing and accepting.
+        self._candidates["id"] = self._ids  # samplers sort the array in place
+        self._candidates["logit"] = logits
+        self._candidates["p"] = 0.0
+        array = lc.llama_token_data_array(
+            data=self._candidates.ctypes.data_as(lc.llama_token_data_p), size=self._n_vocab, selected=-1, sorted=False
+        )
+        lc.llama_sampler_apply(self._chain, ctypes.byref(array))
+        if not 0 <= array.selected < array.size:
+            raise SamplingError(f"the sampler chain selected no token (index {array.selected} of {array.size})")
+        chosen = array.data[array.selected]
+        if not math.isfinite(chosen.logit):
+            raise SamplingError(
+                "no token can be sampled: the grammar allows none of the tokens logit_bias leaves (or the grammar "
+                "cannot continue at all); loosen the grammar or remove the bans"
+            )
+        token = int(chosen.id)
+        lc.llama_sampler_accept(self._chain, token)
+        return token
 
     def close(self) -> None:
-        if self._chain:
-            lc.llama_sampler_free(self._chain)
-            self._chain = None
+        self._free()

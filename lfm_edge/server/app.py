@@ -106,4 +106,5 @@ def image_settings_record(model: Model) -> dict[str, Any]:
 
 async def health(request: Request) -> dict[str, Any]:
     state: ServerState = request.app.state.lfm
-    return {"status": "ok", "model": state.options.model_id, "pending": state.worker.pending}
+    counters = state.worker.counters()
+    return {"status": "ok", "model": state.options.model_id, "pending": state.worker.pending, **counters}

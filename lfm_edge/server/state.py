@@ -28,7 +28,8 @@ class ServerState:
 
     @classmethod
     def create(cls, model: Model, options: ServerOptions) -> ServerState:
-        worker = ModelWorker(options.limits.max_queue, options.limits.retry_after_s)
+        # As many jobs run at once as the model has slots (lfm-edge serve --parallel N loads N): they are batched.
+        worker = ModelWorker(options.limits.max_queue, options.limits.retry_after_s, len(model.engine.slots))
         return cls(model, options, worker, tool_markers(model))
 
     @property

@@ -1,5 +1,5 @@
-"""One model, one request at a time: model work runs on a single thread (llama.cpp contexts are not thread-safe,
-and the engine's prefix cache is shared state), fed from a bounded queue.
+"""One model, `parallel` requests at a time (the model's slots), fed from a bounded queue. Each running job
+generates on its own thread; the Model decodes the running jobs together (lfm_edge/batching.py).
 
 `ModelWorker.run(job, cancelled)` queues `job(emit, cancelled)` and yields what it emits, as it emits it, on the
 event loop. Setting `cancelled` (a client went away) or closing the iterator stops the job: it checks the flag
@@ -34,18 +34,30 @@ _DONE = object()
 
 
 class ModelWorker:
-    def __init__(self, max_queue: int, retry_after_s: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfm-edge-model")
-        self._capacity = 1 + max_queue
+    def __init__(self, max_queue: int, retry_after_s: int, parallel: int = 1) -> None:
+        self.parallel = parallel
+        self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="lfm-edge-model")
+        self._capacity = parallel + max_queue
         self._retry_after_s = retry_after_s
         self._lock = threading.Lock()
         self._pending = 0
+        self._running = 0
 
     @property
     def pending(self) -> int:
-        """Requests admitted and not finished: the running one and those waiting."""
+        """Requests admitted and not finished: the running ones and those waiting."""
         with self._lock:
             return self._pending
+
+    def counters(self) -> dict[str, int]:
+        """For /health: slots, slots busy (jobs running), jobs queued behind them, and the queue's capacity."""
+        with self._lock:
+            return {
+                "slots": self.parallel,
+                "slots_busy": self._running,
+                "queued": self._pending - self._running,
+                "queue_capacity": self._capacity - self.parallel,
+            }
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -78,12 +90,16 @@ class ModelWorker:
                 cancelled.set()
 
         def guarded() -> None:
+            with self._lock:
+                self._running += 1
             try:
                 if not cancelled.is_set():
                     job(emit, cancelled)
             except BaseException as exc:
                 emit(_Failed(exc))
             finally:
+                with self._lock:
+                    self._running -= 1
                 self._finished()
                 emit(_DONE)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +23,9 @@ import numpy as np
 from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
-from lfm_edge.errors import ImageError, ModelError
+from lfm_edge.errors import ImageError, ModelClosedError, ModelError
 from lfm_edge.native.logs import route_native_logs
+from lfm_edge.native.text import check_same_process
 from lfm_edge.vision.backends import EncoderRequest
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,11 @@ class VisionOptions:
     n_threads: int = 4
     use_gpu: bool = False
     flash_attention: bool | None = None  # None: mtmd's default (auto; on for CPU), as llama-mtmd-cli
+
+
+def _free_in(pid: int, ctx: mtmd.mtmd_context_p) -> None:
+    if os.getpid() == pid:
+        mtmd.mtmd_free(ctx)
 
 
 def file_digest(path: Path) -> str:
@@ -70,6 +78,9 @@ class VisionEncoder:
         self._ctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), text_model, params)
         if not self._ctx:
             raise ModelError(f"llama.cpp could not load the mmproj {mmproj}: check it is an LFM2-VL mmproj GGUF")
+        self._pid = os.getpid()
+        # A VisionEncoder dropped without close() is freed by this (never in a forked child: see native/text.py).
+        self._finalizer = weakref.finalize(self, _free_in, self._pid, self._ctx)
         self._marker = mtmd.mtmd_default_marker()
 
     @property
@@ -84,7 +95,7 @@ class VisionEncoder:
 
     def close(self) -> None:
         if self._ctx:
-            mtmd.mtmd_free(self._ctx)
+            self._finalizer()
             self._ctx = None
 
     def __enter__(self) -> VisionEncoder:
@@ -95,10 +106,11 @@ class VisionEncoder:
 
     def encode(self, crop: np.ndarray) -> np.ndarray:
         """Embeddings [tokens, n_embd] (float32) of one crop; tokens = (H/32) * (W/32) for LFM2-VL."""
+        check_same_process(self._pid, "vision encoder")
+        if not self._ctx:
+            raise ModelClosedError("the model is closed: load it again (lfm_edge.load) to use it")
         if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
             raise ImageError(f"a crop must be uint8 H x W x 3, got {crop.dtype} {crop.shape}")
-        if not self._ctx:
-            raise ModelError("this vision encoder is closed: load the model again")
         pixels = np.ascontiguousarray(crop)
         height, width = pixels.shape[:2]
         data = pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))

@@ -1,0 +1,237 @@
+"""Issue K: one Model shared by threads, a slot per conversation, continuous batching (tiny converted model)."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lfm_edge.model as api
+from lfm_edge.batching import MULTI_SEQUENCE_STEPS
+from lfm_edge.errors import ConfigError, LfmEdgeError
+from lfm_edge.generation import GenerationOptions
+from lfm_edge.native.sampling import SamplingParams
+from lfm_edge.native.text import ContextOptions, TextModel
+
+IMAGE = Path(__file__).parent / "images" / "photo_1024x768.jpg"
+SMALL_IMAGE = {"max_image_tokens": 64, "do_image_splitting": False}
+GREEDY = GenerationOptions(max_tokens=16, sampling=SamplingParams(temperature=0))
+PROMPTS: list[tuple[str, tuple[Path, ...]]] = [
+    ("Hello", ()),
+    ("Name a colour.", ()),
+    ("What is in the picture?", (IMAGE,)),
+    ("Count to five.", ()),
+]
+Converted = Callable[..., tuple[Path, Path]]
+
+
+def _load(converted: Converted, n_seq: int) -> api.Model:
+    text, mmproj = converted("official-2.5", "f16")
+    context = api.ContextOptions(n_ctx=4096, n_threads=2, n_seq=n_seq)
+    return api.Model(api.ModelFiles(text, mmproj), api.LoadOptions(context=context))
+
+
+@pytest.fixture(scope="module", params=[1, 4], ids=["1-slot", "4-slots"])
+def model(request: pytest.FixtureRequest, converted: Converted) -> Iterator[api.Model]:
+    with _load(converted, request.param) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def expected(model: api.Model) -> list[tuple[int, ...]]:
+    """Each prompt's greedy tokens, generated one after another."""
+    return [_answer(model, prompt, images) for prompt, images in PROMPTS]
+
+
+def _answer(model: api.Model, prompt: str, images: tuple[Path, ...]) -> tuple[int, ...]:
+    return model.generate(prompt, list(images), GREEDY, **SMALL_IMAGE).token_ids
+
+
+def test_four_threads_get_the_answers_they_get_one_after_another(
+    model: api.Model, expected: list[tuple[int, ...]]
+) -> None:
+    """The issue's reproduction: four threads generating at once aborted the process."""
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(2):
+            answers = list(pool.map(lambda case: _answer(model, *case), PROMPTS))
+            assert answers == expected
+
+
+def test_concurrent_streams_are_stepped_together_and_answer_correctly(
+    model: api.Model, expected: list[tuple[int, ...]]
+) -> None:
+    streams = [model.stream(p, list(i), GREEDY, **SMALL_IMAGE) for p, i in PROMPTS]
+    largest = model.engine.batcher.largest_step
+    model.engine.batcher.largest_step = 0
+    barrier = threading.Barrier(len(streams))
+
+    def read(stream: api.TextStream) -> tuple[int, ...]:
+        barrier.wait()
+        stream.text()
+        assert stream.completion is not None
+        return stream.completion.token_ids
+
+    with ThreadPoolExecutor(len(streams)) as pool:
+        assert list(pool.map(read, streams)) == expected
+    steps = model.engine.batcher.largest_step
+    model.engine.batcher.largest_step = max(largest, steps)
+    assert steps > 1 if MULTI_SEQUENCE_STEPS and len(model.engine.slots) > 1 else steps == 1
+
+
+WRONG_MULTI_SEQUENCE = "llama.cpp (llama-cpp-python 0.3.36): multi-sequence ubatches of the hybrid LFM2 model give "
+WRONG_MULTI_SEQUENCE += "wrong logits; when this passes, set batching.MULTI_SEQUENCE_STEPS = True"
+
+
+@pytest.mark.xfail(strict=True, reason=WRONG_MULTI_SEQUENCE)
+def test_llama_cpp_multi_sequence_step_matches_single_steps(converted: Converted) -> None:
+    prompts = [[1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12]]
+    rows = []
+    for batched in (False, True):
+        text = TextModel(converted("official-2.5", "f16")[0], ContextOptions(n_ctx=256, n_threads=2, n_seq=4))
+        try:
+            for seq, prompt in enumerate(prompts):
+                text.decode_tokens(prompt, 0, seq=seq)
+            entries = [(20 + seq, len(prompt), seq) for seq, prompt in enumerate(prompts)]
+            if batched:
+                text.decode_step(entries)
+                rows.append([text.logits_row(i) for i in range(len(entries))])
+            else:
+                rows.append([])
+                for entry in entries:
+                    text.decode_step([entry])
+                    rows[-1].append(text.logits_row(0))
+        finally:
+            text.close()
+    assert all(np.array_equal(single, batched) for single, batched in zip(*rows, strict=True))
+
+
+def test_a_half_read_stream_continues_its_own_answer_after_another_ran(
+    model: api.Model, expected: list[tuple[int, ...]]
+) -> None:
+    """The issue's second reproduction: the stale stream continued from the other prompt's state."""
+    first = model.stream(PROMPTS[0][0], options=GREEDY)
+    pieces = iter(first)
+    head = [next(pieces) for _ in range(3)]
+    others = [model.generate(p, list(i), GREEDY, **SMALL_IMAGE).token_ids for p, i in PROMPTS[1:]]
+    assert others == expected[1:]
+    tail = list(pieces)
+    assert first.completion is not None and first.completion.token_ids == expected[0]
+    assert "".join(head + tail) == first.completion.text
+
+
+def test_chats_alternating_keep_their_place(model: api.Model) -> None:
+    chats = [model.chat(options=GREEDY) for _ in range(6)]  # more chats than slots: some are parked
+    alone = []
+    for index, chat in enumerate(chats):
+        alone.append([chat.send(f"Hi {index}").token_ids])
+    for index, chat in enumerate(chats):
+        reply = chat.send("And then?")
+        alone[index].append(reply.token_ids)
+        assert reply.timings.reused_tokens > 0  # its history came back from its slot or its parked snapshot
+    for index in range(len(chats)):  # the same conversations, one at a time, from scratch
+        chat = model.chat(options=GREEDY)
+        assert [chat.send(f"Hi {index}").token_ids, chat.send("And then?").token_ids] == alone[index]
+
+
+def test_randomized_stress_never_crashes_and_never_gives_wrong_text(
+    model: api.Model, expected: list[tuple[int, ...]]
+) -> None:
+    """Threads mixing complete answers (checked), abandoned half-read streams, early closes, stops from other
+    threads and chats; seeded, bounded in count."""
+    abandoned: list[api.TextStream] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        chat = model.chat(options=GREEDY)
+        for _ in range(6):
+            case = rng.randrange(len(PROMPTS))
+            action = rng.choice(["answer", "abandon", "close", "stop", "chat"])
+            if action == "answer":
+                assert _answer(model, *PROMPTS[case]) == expected[case]
+                continue
+            if action == "chat":
+                chat.send(rng.choice(["Hi", "More", "Why?"]))
+                continue
+            stream = model.stream(PROMPTS[case][0], list(PROMPTS[case][1]), GREEDY, **SMALL_IMAGE)
+            pieces = iter(stream)
+            for _ in range(rng.randrange(4)):
+                next(pieces, None)
+            if action == "abandon":
+                abandoned.append(stream)
+            elif action == "close":
+                stream.close()
+            else:
+                stream.stop()
+                rest = list(pieces)
+                assert len(rest) <= 2 and stream.completion is not None
+                assert stream.completion.finish_reason in ("cancelled", "stop", "length")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(worker, range(4)))
+    for stream in abandoned:  # read on, late: still their own answers
+        stream.text()
+        assert stream.completion is not None
+    assert _answer(model, *PROMPTS[0]) == expected[0]
+
+
+def test_more_callers_than_slots_queue_and_bad_requests_fail_alone(model: api.Model) -> None:
+    dead = GenerationOptions(4, sampling=SamplingParams(grammar='root ::= "\\u0000"'))
+    good = [_answer(model, "Hello", ())] * 5
+
+    def call(index: int) -> Any:
+        try:
+            if index % 3 == 0:
+                return model.generate("Hello", options=dead)
+            return _answer(model, "Hello", ())
+        except LfmEdgeError as exc:
+            return type(exc).__name__
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    assert [r for i, r in enumerate(results) if i % 3 == 0] == ["SamplingError"] * 3
+    assert [r for i, r in enumerate(results) if i % 3] == good
+
+
+def test_n_seq_is_validated(converted: Converted) -> None:
+    with pytest.raises(ConfigError, match="n_seq"):
+        api.ContextOptions(n_seq=0)
+
+
+def test_caption_many_answers_in_order_as_one_by_one(model: api.Model) -> None:
+    images = [IMAGE, IMAGE.with_name("exif_o6_1270x720.jpg"), IMAGE]
+    one_by_one = [model.caption(image, options=GREEDY, **SMALL_IMAGE).token_ids for image in images]
+    assert [c.token_ids for c in model.caption_many(images, options=GREEDY, **SMALL_IMAGE)] == one_by_one
+
+
+def test_the_server_runs_a_request_per_slot_and_reports_them(model: api.Model) -> None:
+    from lfm_edge.server import ServerOptions
+    from lfm_edge.server.run import start_in_thread
+
+    server = start_in_thread(model, ServerOptions(model_ids=("tiny",), port=0))
+    try:
+        with urllib.request.urlopen(f"{server.url}/health", timeout=60) as response:
+            health = json.loads(response.read())
+        assert health["slots"] == len(model.engine.slots) and health["slots_busy"] == health["queued"] == 0
+
+        def ask(prompt: str) -> str:
+            body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "temperature": 0}
+            request = urllib.request.Request(
+                f"{server.url}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return str(json.loads(response.read())["choices"][0]["message"]["content"])
+
+        prompts = ["Hello", "Name a colour.", "Count to five.", "Why?"]
+        one_by_one = [ask(prompt) for prompt in prompts]
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(ask, prompts)) == one_by_one
+    finally:
+        server.close()
