@@ -55,6 +55,9 @@ class ContextOptions:
     # Sequences (slots): conversations and concurrent generations held at once; they share the n_ctx positions of
     # one unified KV cache, and each has its own small recurrent state. See README "Threads and slots".
     n_seq: int = 4
+    # llama.cpp's extra weight layouts (CPU_REPACK, AMX): None = on, except where ggml's AMX kernels would run
+    # (see _extra_buffers); True/False force them.
+    extra_buffers: bool | None = None
 
     def __post_init__(self) -> None:
         _check_int("n_seq", self.n_seq, 1, 64, "sequences (slots) held at once")
@@ -64,7 +67,7 @@ class ContextOptions:
         _check_int("n_batch", self.n_batch, 1, _MAX_N_CTX, "tokens evaluated per llama_decode call")
         _check_int("n_gpu_layers", self.n_gpu_layers, -(2**31), 2**31 - 1, "negative = all, 0 = none")
         _check_int("main_gpu", self.main_gpu, 0, 1024, "the GPU index")
-        for name in ("flash_attention", "mmap"):
+        for name in ("flash_attention", "mmap", "extra_buffers"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r:.40} must be True, False or None")
         if not isinstance(self.parity, bool):
@@ -80,6 +83,25 @@ def _check_int(name: str, value: object, low: int, high: int, meaning: str) -> N
 
 
 default_threads = cpu.default_threads  # one per physical core (see cpu.py)
+
+
+def amx_kernels_active() -> bool:
+    """True when this llama.cpp build has ggml's AMX matmul kernels and this CPU runs them ("AMX_INT8 = 1")."""
+    return "AMX_INT8 = 1" in bytes(lc.llama_print_system_info()).decode(errors="replace")
+
+
+def _extra_buffers(options: ContextOptions) -> bool:
+    """Whether weights may go to llama.cpp's extra buffer types. ggml's AMX kernels (llama-cpp-python 0.3.36, built
+    on a CPU with AMX: Intel Sapphire Rapids and later) crash this model: SIGSEGV in ggml_backend_amx_mul_mat on the
+    first llama_decode of two or more tokens, for every quantized type (Q4_0, Q8_0, Q4_K_M...), tiny and full size,
+    through llama-cpp-python's own Llama class too. With extra buffers off the weights stay in plain CPU buffers:
+    correct, without the repacked Q4_0/Q8_0 layout (slower there). Elsewhere they stay on (CPU_REPACK)."""
+    if options.extra_buffers is not None:
+        return options.extra_buffers
+    if amx_kernels_active():
+        log.info("llama.cpp's AMX kernels are active on this CPU and crash LFM2: extra weight buffers are off")
+        return False
+    return True
 
 
 def _load_mode(options: ContextOptions) -> int:
@@ -135,6 +157,7 @@ class TextModel:
         model_params.n_gpu_layers = self.options.n_gpu_layers
         model_params.main_gpu = self.options.main_gpu
         model_params.load_mode = _load_mode(self.options)
+        model_params.use_extra_bufts = _extra_buffers(self.options)
         self._handles.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
         if not self._handles.model:
             raise ModelError(f"llama.cpp could not load {path}: not a GGUF text model, or a truncated/corrupt file")
