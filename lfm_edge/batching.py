@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 
 from lfm_edge.native.sampling import SamplingParams
 
-# One llama_decode holding tokens of several sequences gives WRONG logits for every sequence but the first with the
-# LFM2 hybrid model in llama-cpp-python 0.3.36's llama.cpp (unified KV or not), and can abort in ggml's get_rows or
-# hang (tests/test_threads.py::test_llama_cpp_multi_sequence_step_matches_single_steps shows it). Until it is fixed,
-# a step decodes each waiting generation with its own llama_decode, still in one pass of the engine lock.
+# Continuous batching (one llama_decode holding the next token of every waiting generation) is OFF. A first
+# measurement showed wrong logits for every sequence but the first: that was ggml's AMX matmul path, which
+# native/text.py now keeps weights out of; a multi-sequence step then matches single steps to float rounding
+# (tests/test_threads.py::test_llama_cpp_multi_sequence_step_matches_single_steps). Switched on, the alternating-chats
+# test still diverged in 1 of 6 runs here (a second turn differing from token 5), so each waiting generation keeps
+# its own llama_decode, in one pass of the engine lock, until that is understood.
 MULTI_SEQUENCE_STEPS = False
 
 if TYPE_CHECKING:

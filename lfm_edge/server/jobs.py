@@ -94,6 +94,20 @@ async def decode_images(decoder: ImageDecoder, messages: list[dict[str, Any]], s
     return reservation
 
 
+class _StopWhenCancelled:
+    """An Event-like flag that is set when either the stream itself was stopped or the request was cancelled."""
+
+    def __init__(self, request_cancelled: threading.Event) -> None:
+        self._request = request_cancelled
+        self._own = threading.Event()
+
+    def is_set(self) -> bool:
+        return self._own.is_set() or self._request.is_set()
+
+    def set(self) -> None:
+        self._own.set()
+
+
 @dataclass(frozen=True)
 class GenerationJob:
     """One generation for the worker: emits each piece of text, then the Completion."""
@@ -108,8 +122,9 @@ class GenerationJob:
     def __call__(self, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
         self.scope.check()  # it may have waited in the queue past its budget
         stream = self.state.model.stream_messages(self.messages, self.options, self.render, self.settings)
-        if hasattr(stream, "stop_event"):  # a library that checks it before every token, also those showing no text
-            setattr(stream, "stop_event", self.scope.cancelled)  # noqa: B010
+        # Checked before every token, also those showing no text: the request's cancellation (client gone, time
+        # budget) stops the stream, while closing the stream must not cancel the request.
+        stream.stop_event = _StopWhenCancelled(self.scope.cancelled)  # type: ignore[assignment]
         left = self.scope.seconds_left()
         timer = threading.Timer(max(left, 0.0), self.scope.cancelled.set) if left is not None else None
         if timer is not None:
