@@ -25,6 +25,7 @@ from lfm_edge.image.tokens import IMAGE_TOKEN, image_segments
 from lfm_edge.native.text import TextModel
 from lfm_edge.native.vision import VisionEncoder
 from lfm_edge.prompt import ChatTemplate, RenderOptions
+from lfm_edge.vision import CropEncoder
 
 _IMAGE_KEYS = ("image", "path", "url", "image_url")
 _CACHE_CROPS = 64
@@ -91,7 +92,7 @@ def _cache_key(image: Any, settings: ProcessorSettings) -> tuple[Any, ...] | Non
 
 
 class PromptBuilder:
-    def __init__(self, template: ChatTemplate, text: TextModel, vision: VisionEncoder | None) -> None:
+    def __init__(self, template: ChatTemplate, text: TextModel, vision: VisionEncoder | CropEncoder | None) -> None:
         self.template = template
         self.text = text
         self.vision = vision

@@ -27,6 +27,7 @@ from lfm_edge.native.vision import VisionEncoder, VisionOptions
 from lfm_edge.parse import Detection, detection_prompt, parse_detections
 from lfm_edge.prompt import ChatTemplate, RenderOptions
 from lfm_edge.resolve import ModelFiles, resolve
+from lfm_edge.vision import CropEncoder
 
 if TYPE_CHECKING:
     from lfm_edge.chat import Chat
@@ -48,6 +49,8 @@ class LoadOptions:
     mmproj: str | Path | None = None
     quant: str | None = None
     mmproj_on_gpu: bool = False
+    vision_backend: str = "auto"  # "auto" | "mtmd" | "onnx" (lfm_edge.vision.onnx.choose_encoder)
+    vision_onnx: str | Path | None = None  # a vision ONNX file (default: found beside the mmproj)
 
 
 def load(model: str | Path, options: LoadOptions | None = None, **context: Any) -> Model:
@@ -74,7 +77,7 @@ class Model:
             self.template = ChatTemplate(str(text_meta["tokenizer.chat_template"] or _fallback_template()))
             threads = self.text.options.n_threads or default_threads()
             vision_options = VisionOptions(n_threads=threads, use_gpu=options.mmproj_on_gpu)
-            self.vision = VisionEncoder(files.mmproj, self.text.model, vision_options) if files.mmproj else None
+            self.vision = self._open_vision(options, vision_options) if files.mmproj else None
         except BaseException:
             self.text.close()
             raise
@@ -82,6 +85,15 @@ class Model:
         from lfm_edge.conversation import PromptBuilder
 
         self.prompts = PromptBuilder(self.template, self.text, self.vision)
+
+    def _open_vision(self, options: LoadOptions, vision_options: VisionOptions) -> VisionEncoder | CropEncoder:
+        from lfm_edge.vision.onnx import VisionRequest, choose_encoder
+
+        assert self.files.mmproj is not None
+        onnx_path = Path(options.vision_onnx) if options.vision_onnx else None
+        request = VisionRequest(options.vision_backend, self.files.mmproj, self.settings, self.text.n_embd,
+                                vision_options.n_threads, onnx_path, options.mmproj_on_gpu)  # fmt: skip
+        return choose_encoder(request) or VisionEncoder(self.files.mmproj, self.text.model, vision_options)
 
     def close(self) -> None:
         if self.vision is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -45,11 +46,11 @@ class GraphBuilder:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def const(self, name: str, values: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(values), name))
+    def const(self, name: str, values: np.ndarray | np.generic) -> str:
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(np.asarray(values)), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], hint: str = "", **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], hint: str = "", **attrs: Any) -> str:
         out = self.fresh(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
@@ -83,7 +84,7 @@ class VisionShape:
 
 def vision_shape(checkpoint: Checkpoint) -> VisionShape:
     vision, dims = checkpoint.config["vision_config"], checkpoint.dims
-    grid = int(round(dims.vision_positions**0.5))
+    grid = round(dims.vision_positions**0.5)
     return VisionShape(
         hidden=dims.vision_hidden,
         heads=int(vision["num_attention_heads"]),

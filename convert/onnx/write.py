@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,21 +75,47 @@ def save_with_metadata(model: onnx.ModelProto, target: Path, metadata: dict[str,
         raise ConversionError(f"writing {target} failed: {exc.strerror or exc}; free disk space and retry") from exc
 
 
+class _DropPreprocessingAdvice(logging.Filter):
+    """quantize_dynamic logs (on the root logger) advice to run shape pre-processing: our graph is already
+    shape-annotated where quantization needs it (MatMul weights are constants), so the advice is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
 def quantize_int8(fp32_path: Path, int8_path: Path) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(fp32_path, int8_path, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    advice = _DropPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        quantize_dynamic(
+            fp32_path, int8_path, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+        )
+    finally:
+        logging.getLogger().removeFilter(advice)
     return onnx.load(int8_path)
 
 
-def write_vision_onnx(checkpoint: Checkpoint, outdir: Path, force: bool) -> OnnxResult:
-    """Both files or neither (a failure removes what was written)."""
+def require_onnx_tools() -> None:
+    """Fails before anything is written when the onnx extra is missing."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:
+        raise ConversionError(f"--onnx needs onnx and onnxruntime ({exc}): pip install 'lfm-edge[onnx]'") from exc
+
+
+def write_vision_onnx(checkpoint: Checkpoint, outdir: Path, force: bool, stack: ExitStack | None = None) -> OnnxResult:
+    """Both files or neither (a failure removes what was written). With `stack`, the files keep their temporary
+    names until the stack closes, so a caller can publish them together with its own outputs."""
+    require_onnx_tools()
     targets = onnx_targets(outdir, checkpoint.name)
-    common = checkpoint_metadata(checkpoint)
-    model = build_vision_model(checkpoint)
-    with atomic_output(targets.fp32, force) as fp32_tmp, atomic_output(targets.int8, force) as int8_tmp:
-        save_with_metadata(model, fp32_tmp, {**common, meta.KEY_WEIGHT_TYPE: "fp32"})
-        del model
+    with ExitStack() as own:
+        outputs = stack if stack is not None else own
+        fp32_tmp = outputs.enter_context(atomic_output(targets.fp32, force))
+        int8_tmp = outputs.enter_context(atomic_output(targets.int8, force))
+        common = checkpoint_metadata(checkpoint)
+        save_with_metadata(build_vision_model(checkpoint), fp32_tmp, {**common, meta.KEY_WEIGHT_TYPE: "fp32"})
         with tempfile.TemporaryDirectory(prefix=".onnx-int8-", dir=outdir) as scratch:
             quantized = quantize_int8(fp32_tmp, Path(scratch) / "int8.onnx")
         save_with_metadata(quantized, int8_tmp, {**common, meta.KEY_WEIGHT_TYPE: "int8"})

@@ -65,13 +65,14 @@ def synthetic(outdir: Path, size: str, layout: str, seed: int, force: bool) -> N
 @click.option("--outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"]), default="f16", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--onnx", is_flag=True, help="Also write the vision encoder as ONNX, fp32 and int8 (the onnx extra).")
 @_friendly_errors
-def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool) -> None:
+def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool, onnx: bool) -> None:
     """Convert an LFM2(.5)-VL checkpoint (folder or Hugging Face repo id) to a text GGUF and an mmproj GGUF."""
     from convert.api import ConvertOptions, convert_checkpoint
 
-    result = convert_checkpoint(model, ConvertOptions(outdir, outtype, force, quiet))
-    click.echo(f"{result.text}\n{result.mmproj}")
+    result = convert_checkpoint(model, ConvertOptions(outdir, outtype, force, quiet, onnx))
+    click.echo("\n".join(str(path) for path in (result.text, result.mmproj, *result.onnx)))
 
 
 @main.command()
@@ -142,4 +143,3 @@ def bench(model: str, image: Path | None, mmproj: Path | None, out: Path | None,
 
 for _command in (run, chat, caption, info, tools, detect, serve):
     main.add_command(_command)
-

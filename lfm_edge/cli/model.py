@@ -28,6 +28,15 @@ _MODEL_OPTIONS = [
     click.option("--n-gpu-layers", default=0, show_default=True, type=int, help="Layers to offload (-1: all)."),
     click.option("--mmproj-gpu", is_flag=True, help="Run the vision encoder on the GPU too."),
     click.option("--flash-attn/--no-flash-attn", default=None, help="Force flash attention on/off (default: auto)."),
+    click.option(
+        "--vision-backend",
+        type=click.Choice(["auto", "mtmd", "onnx"]),
+        default="auto",
+        show_default=True,
+        help="Vision encoder: llama.cpp's mtmd, ONNX Runtime (the onnx extra), or auto (ONNX when a matching "
+        "vision-*.onnx sits beside the mmproj).",
+    ),
+    click.option("--vision-onnx", type=click.Path(dir_okay=False, path_type=Path), help="Vision ONNX file to use."),
 ]
 _GENERATION_OPTIONS = [
     click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1)),
@@ -66,7 +75,12 @@ def open_model(model: str, kw: dict[str, Any]) -> Any:
         flash_attention=kw.get("flash_attn"),
     )
     options = LoadOptions(
-        context=context, mmproj=kw["mmproj"], quant=kw["quant"], mmproj_on_gpu=kw.get("mmproj_gpu", False)
+        context=context,
+        mmproj=kw["mmproj"],
+        quant=kw["quant"],
+        mmproj_on_gpu=kw.get("mmproj_gpu", False),
+        vision_backend=kw.get("vision_backend", "auto"),
+        vision_onnx=kw.get("vision_onnx"),
     )
     return load(model, options)
 
