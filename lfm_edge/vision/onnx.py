@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "mtmd", "onnx")
 INSTALL_HINT = "install the onnx extra: pip install 'lfm-edge[onnx]'"
 _PIXELS, _MASK, _SHAPES = "pixel_values", "pixel_attention_mask", "spatial_shapes"
+# How onnxruntime says it has no kernel or schema for a node, or does not know the graph's opset.
+_MISSING_OPERATOR = ("No Op registered", "not a registered function/op", "Could not find an implementation", "opset")
 # Files `auto` looks for beside the mmproj, fastest first (README: measured table).
 _BESIDE_PATTERNS = ("vision-*-int8.onnx", "vision-*-fp32.onnx")
 
@@ -46,6 +48,7 @@ def _runtime() -> Any:
         import onnxruntime
     except ImportError as exc:
         raise ModelError(f"the ONNX vision backend needs onnxruntime: {INSTALL_HINT}") from exc
+    onnxruntime.set_default_logger_severity(3)  # errors only: its load-time warnings would go to stderr
     return onnxruntime
 
 
@@ -62,7 +65,7 @@ def _session(path: Path, n_threads: int) -> Any:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception types derive from Exception only
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "implementation" in message or "opset" in message.lower() or type(exc).__name__ == "NotImplemented":
+        if any(marker in message for marker in _MISSING_OPERATOR) or type(exc).__name__ == "NotImplemented":
             raise ModelError(
                 f"onnxruntime {ort.__version__} cannot run {path} ({message}): it lacks an operator the graph "
                 "needs; upgrade onnxruntime (pip install -U 'lfm-edge[onnx]') or use --vision-backend mtmd"

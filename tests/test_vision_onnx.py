@@ -1,0 +1,138 @@
+"""The ONNX vision encoder written by `lfm-edge convert --onnx` against transformers (tests/goldens), and the same
+image-prompt test the mtmd backend passes (test_image_prompts.py), with a tighter bound: the ONNX graph computes
+transformers' exact GELUs, where llama.cpp's projector uses the tanh approximation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lfm_edge.model as api
+from convert.api import ConvertOptions, convert_checkpoint
+from lfm_edge.engine import ImageBlock
+from lfm_edge.native.text import ContextOptions
+from lfm_edge.prompt import RenderOptions
+from lfm_edge.vision import CropEncoder
+from lfm_edge.vision import onnx_meta as meta
+from lfm_edge.vision.onnx import OnnxCropEncoder, OnnxOptions
+from tests.conftest import GOLDENS, MODEL_INDEX, model_cases
+from tests.test_image_prompts import _messages
+
+FEATURE_BOUND = 1e-4  # fp32 graph vs transformers float32, max abs (measured <= 3e-6)
+LOGITS_BOUND = 1e-3  # last-position logits, F32 text GGUF + fp32 ONNX vision vs transformers (the text bound)
+CROP_GOLDENS = np.load(GOLDENS / "onnx" / "crop_features.npz")
+CROP_INDEX = json.loads((GOLDENS / "onnx" / "index.json").read_text(encoding="utf-8"))
+LAYOUTS = ("official-2.5", "lfm2-vl")
+
+Files = dict[str, Path]
+
+
+@pytest.fixture(scope="session")
+def onnx_converted(
+    synthetic_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Files]:
+    """onnx_converted(layout, seed=0) -> {"text", "mmproj", "fp32", "int8"}: an F32 GGUF pair with both ONNX files."""
+    cache: dict[tuple[str, int], Files] = {}
+
+    def make(layout: str = "official-2.5", seed: int = 0) -> Files:
+        if (layout, seed) not in cache:
+            outdir = tmp_path_factory.mktemp("onnx")
+            options = ConvertOptions(outdir, "f32", quiet=True, onnx=True)
+            result = convert_checkpoint(synthetic_checkpoint(layout, "tiny", seed), options)
+            fp32, int8 = result.onnx
+            cache[layout, seed] = {"text": result.text, "mmproj": result.mmproj, "fp32": fp32, "int8": int8}
+        return cache[layout, seed]
+
+    return make
+
+
+def _encoder(path: Path) -> OnnxCropEncoder:
+    return OnnxCropEncoder(path, OnnxOptions(n_threads=1, n_embd=64))
+
+
+def _golden_crops(layout: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, uint8 crop, transformers features): the elongated/small crops and the model goldens' tiles."""
+    for size in CROP_INDEX["crops"]:
+        yield size, CROP_GOLDENS[f"crop_{size}"], CROP_GOLDENS[f"{layout}__{size}"]
+    crops = np.load(GOLDENS / "model" / MODEL_INDEX["crops_npz"])
+    entry = MODEL_INDEX["layouts"][layout]["cases"]["image_two"]
+    features = np.load(GOLDENS / "model" / entry["npz"])
+    for image in entry["images"]:
+        for crop in image["crops"]:
+            yield crop["crops_npz_key"], crops[crop["crops_npz_key"]], features[crop["features_key"]]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_fp32_crop_features_match_transformers(onnx_converted: Callable[..., Files], layout: str) -> None:
+    with _encoder(onnx_converted(layout)["fp32"]) as encoder:
+        assert isinstance(encoder, CropEncoder)
+        for name, crop, golden in _golden_crops(layout):
+            features = encoder.encode(crop)
+            assert features.shape == golden.shape, name
+            assert float(np.abs(features - golden).max()) <= FEATURE_BOUND, name
+
+
+def test_int8_features_stay_close_to_fp32(onnx_converted: Callable[..., Files]) -> None:
+    """A machinery check (random weights): per-channel int8 features within 5% relative RMS of fp32's (measured
+    about 2% on the tiny model; per-tensor scales give 2.6%)."""
+    files = onnx_converted()
+    with _encoder(files["fp32"]) as fp32, _encoder(files["int8"]) as int8:
+        assert fp32.identity != int8.identity
+        for name, crop, _ in _golden_crops("official-2.5"):
+            reference, quantized = fp32.encode(crop), int8.encode(crop)
+            relative_rms = np.sqrt(np.mean((quantized - reference) ** 2) / np.mean(reference**2))
+            assert relative_rms <= 0.05, name
+
+
+@pytest.fixture(scope="module")
+def onnx_models(onnx_converted: Callable[..., Files]) -> Iterator[Callable[[str], api.Model]]:
+    cache: dict[str, api.Model] = {}
+
+    def get(layout: str) -> api.Model:
+        if layout not in cache:
+            files = onnx_converted(layout)
+            context = ContextOptions(n_ctx=4096, n_threads=2, parity=True)
+            options = api.LoadOptions(context=context, vision_backend="onnx", vision_onnx=files["fp32"])
+            cache[layout] = api.load(files["text"], options)
+        return cache[layout]
+
+    yield get
+    for model in cache.values():
+        model.close()
+
+
+@pytest.mark.parametrize(("layout", "case"), [c for c in model_cases("image_") if c[0] in LAYOUTS])
+def test_image_prompt_through_onnx_matches_transformers(
+    onnx_models: Callable[[str], api.Model], layout: str, case: str
+) -> None:
+    model = onnx_models(layout)
+    assert isinstance(model.vision, OnnxCropEncoder)
+    entry = MODEL_INDEX["layouts"][layout]["cases"][case]
+    golden = np.load(GOLDENS / "model" / entry["npz"])
+    items = model.prompts.build(_messages(entry), RenderOptions(), model.settings)
+    ids: list[int] = []
+    for item in items:
+        ids.extend([396] * item.length if isinstance(item, ImageBlock) else [item])
+    assert ids == golden["input_ids"].tolist()
+    model.engine.reset()
+    model.engine.prefill(items)
+    logits = model.engine.logits()
+    assert float(np.abs(logits - golden["last_logits"]).max()) <= LOGITS_BOUND
+    assert int(np.argmax(logits)) == entry["argmax_last"]
+
+
+def test_metadata_records_the_processor_and_the_source(onnx_converted: Callable[..., Files]) -> None:
+    files = onnx_converted()
+    with _encoder(files["int8"]) as encoder:
+        info = encoder.metadata
+    assert info[meta.KEY_WEIGHT_TYPE] == "int8"
+    assert info[meta.KEY_FINGERPRINT] == meta.mmproj_fingerprint(files["mmproj"])
+    knobs = json.loads(info[meta.KEY_PROCESSOR])
+    processor = json.loads((GOLDENS.parent.parent / "convert/synthetic/official/lfm2.5-vl-450m/processor_config.json")
+                           .read_text(encoding="utf-8"))["image_processor"]  # fmt: skip
+    assert {k: processor[k] for k in knobs if k in processor} == {k: knobs[k] for k in knobs if k in processor}
+    assert json.loads(info[meta.KEY_SOURCE])["name"] == "tiny-official-2.5"
