@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 
 import lfm_edge.model as api
-from convert.api import ConvertOptions, convert_checkpoint
 from lfm_edge.engine import ImageBlock
 from lfm_edge.native.text import ContextOptions
 from lfm_edge.prompt import RenderOptions
 from lfm_edge.vision import CropEncoder
 from lfm_edge.vision import onnx_meta as meta
 from lfm_edge.vision.onnx import OnnxCropEncoder, OnnxOptions
-from tests.conftest import GOLDENS, MODEL_INDEX, model_cases
+from tests.conftest import GOLDENS, MODEL_INDEX, OnnxFiles, model_cases
 from tests.test_image_prompts import _messages
 
 FEATURE_BOUND = 1e-4  # fp32 graph vs transformers float32, max abs (measured <= 3e-6)
@@ -27,27 +26,6 @@ LOGITS_BOUND = 1e-3  # last-position logits, F32 text GGUF + fp32 ONNX vision vs
 CROP_GOLDENS = np.load(GOLDENS / "onnx" / "crop_features.npz")
 CROP_INDEX = json.loads((GOLDENS / "onnx" / "index.json").read_text(encoding="utf-8"))
 LAYOUTS = ("official-2.5", "lfm2-vl")
-
-Files = dict[str, Path]
-
-
-@pytest.fixture(scope="session")
-def onnx_converted(
-    synthetic_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
-) -> Callable[..., Files]:
-    """onnx_converted(layout, seed=0) -> {"text", "mmproj", "fp32", "int8"}: an F32 GGUF pair with both ONNX files."""
-    cache: dict[tuple[str, int], Files] = {}
-
-    def make(layout: str = "official-2.5", seed: int = 0) -> Files:
-        if (layout, seed) not in cache:
-            outdir = tmp_path_factory.mktemp("onnx")
-            options = ConvertOptions(outdir, "f32", quiet=True, onnx=True)
-            result = convert_checkpoint(synthetic_checkpoint(layout, "tiny", seed), options)
-            fp32, int8 = result.onnx
-            cache[layout, seed] = {"text": result.text, "mmproj": result.mmproj, "fp32": fp32, "int8": int8}
-        return cache[layout, seed]
-
-    return make
 
 
 def _encoder(path: Path) -> OnnxCropEncoder:
@@ -67,7 +45,7 @@ def _golden_crops(layout: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_fp32_crop_features_match_transformers(onnx_converted: Callable[..., Files], layout: str) -> None:
+def test_fp32_crop_features_match_transformers(onnx_converted: Callable[..., OnnxFiles], layout: str) -> None:
     with _encoder(onnx_converted(layout)["fp32"]) as encoder:
         assert isinstance(encoder, CropEncoder)
         for name, crop, golden in _golden_crops(layout):
@@ -76,7 +54,7 @@ def test_fp32_crop_features_match_transformers(onnx_converted: Callable[..., Fil
             assert float(np.abs(features - golden).max()) <= FEATURE_BOUND, name
 
 
-def test_int8_features_stay_close_to_fp32(onnx_converted: Callable[..., Files]) -> None:
+def test_int8_features_stay_close_to_fp32(onnx_converted: Callable[..., OnnxFiles]) -> None:
     """A machinery check (random weights): per-channel int8 features within 5% relative RMS of fp32's (measured
     about 2% on the tiny model; per-tensor scales give 2.6%)."""
     files = onnx_converted()
@@ -89,7 +67,7 @@ def test_int8_features_stay_close_to_fp32(onnx_converted: Callable[..., Files]) 
 
 
 @pytest.fixture(scope="module")
-def onnx_models(onnx_converted: Callable[..., Files]) -> Iterator[Callable[[str], api.Model]]:
+def onnx_models(onnx_converted: Callable[..., OnnxFiles]) -> Iterator[Callable[[str], api.Model]]:
     cache: dict[str, api.Model] = {}
 
     def get(layout: str) -> api.Model:
@@ -125,7 +103,7 @@ def test_image_prompt_through_onnx_matches_transformers(
     assert int(np.argmax(logits)) == entry["argmax_last"]
 
 
-def test_metadata_records_the_processor_and_the_source(onnx_converted: Callable[..., Files]) -> None:
+def test_metadata_records_the_processor_and_the_source(onnx_converted: Callable[..., OnnxFiles]) -> None:
     files = onnx_converted()
     with _encoder(files["int8"]) as encoder:
         info = encoder.metadata
