@@ -47,14 +47,15 @@ demo: venv
 		--max-tokens 24 --seed 0
 
 # A checkpoint (folder or HF repo id) -> the official GGUF repo's set of files in $(QUANT_DIR), with manifest.json,
-# README.md and report.md (KL/top-1/perplexity against F16). make quantize MODEL=path-or-repo [TYPES=Q4_0,Q8_0]
+# README.md and report.md (KL/top-1/perplexity against F16), plus the vision encoder as ONNX fp32 + int8 and its
+# report rows (ONNX=0 skips them). make quantize MODEL=path-or-repo [TYPES=Q4_0,Q8_0]
 TYPES ?= Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0
 MMPROJ_TYPES ?= Q8_0,F16
 QUANT_DIR ?= build/quantized
 quantize: venv
 	@test -n "$(MODEL)" || (echo "usage: make quantize MODEL=path-or-repo [TYPES=...] [QUANT_DIR=...]" >&2; exit 2)
 	$(VENV)/bin/lfm-edge quantize "$(MODEL)" --types "$(TYPES)" --mmproj-types "$(MMPROJ_TYPES)" \
-		--outdir "$(QUANT_DIR)" $(if $(FORCE),--force)
+		--outdir "$(QUANT_DIR)" $(if $(FORCE),--force) $(if $(filter 0,$(ONNX)),,--onnx)
 
 test: venv
 	$(PY) -m pytest
@@ -96,6 +97,7 @@ goldens: reference
 	$(REF_PY) -m tests.reference.model_goldens
 	$(REF_PY) -m tests.reference.llamacpp_goldens
 	$(REF_PY) -m tests.reference.transformers_saved
+	$(REF_PY) -m tests.reference.onnx_goldens
 
 clean:
 	rm -rf build $(VENV) $(REF_VENV) .pytest_cache .mypy_cache .ruff_cache

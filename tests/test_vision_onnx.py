@@ -114,3 +114,28 @@ def test_metadata_records_the_processor_and_the_source(onnx_converted: Callable[
                            .read_text(encoding="utf-8"))["image_processor"]  # fmt: skip
     assert {k: processor[k] for k in knobs if k in processor} == {k: knobs[k] for k in knobs if k in processor}
     assert json.loads(info[meta.KEY_SOURCE])["name"] == "tiny-official-2.5"
+
+
+def test_quantize_writes_the_onnx_pair_and_reports_int8_vision(
+    synthetic_checkpoint: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The files through quantize_checkpoint; the vision rows through the report's own function (the text rows
+    of the report are test_quantize.py's)."""
+    from convert.quantize import QuantizeOptions, quantize_checkpoint
+    from convert.quantize.quality import default_eval_set
+    from convert.quantize.report import _markdown
+    from convert.quantize.vision_quality import VISION_NOTE, vision_report_rows
+
+    options = QuantizeOptions(tmp_path, types=("F16",), mmproj_types=("F16",), report=False, onnx=True)
+    result = quantize_checkpoint(synthetic_checkpoint(), options)
+    roles = {(f.role, f.type): tmp_path / f.name for f in result.files}
+    assert roles["onnx", "int8"].name == "vision-tiny-official-2.5-int8.onnx"
+    assert sorted(tmp_path.glob("*.onnx")) == sorted([roles["onnx", "fp32"], roles["onnx", "int8"]])
+    onnx_files = {"fp32": roles["onnx", "fp32"], "int8": roles["onnx", "int8"]}
+    text, mmproj = roles["text", "F16"], roles["mmproj", "F16"]
+    reference, int8 = vision_report_rows(text, mmproj, onnx_files, default_eval_set(), 1)
+    assert reference["kl_max"] == 0.0 and reference["top1_agreement"] == 1.0
+    assert int8["positions"] == reference["positions"] > 0
+    assert 0.0 < int8["kl_mean"] <= int8["kl_max"] and 0.0 <= int8["top1_agreement"] <= 1.0
+    report = {"metrics": "m", "reference": "r", "rows": [], "vision_rows": [reference, int8], "vision_note": VISION_NOTE}
+    assert "machinery" in _markdown(report) and "vision ONNX int8" in _markdown(report)

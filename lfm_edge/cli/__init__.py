@@ -83,6 +83,7 @@ def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool, on
 @click.option("--imatrix", type=click.Path(dir_okay=False, path_type=Path), help="GGUF importance matrix (IQ types).")
 @click.option("--threads", type=int, default=None, help="Quantizer and report threads (default: all cores).")
 @click.option("--report/--no-report", default=True, show_default=True, help="Measure each type against F16.")
+@click.option("--onnx", is_flag=True, help="Also write the vision encoder as ONNX fp32 + int8 (the onnx extra).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @_friendly_errors
 def quantize(model: str, **kw: object) -> None:
@@ -99,6 +100,7 @@ def quantize(model: str, **kw: object) -> None:
         n_threads=kw["threads"] if isinstance(kw["threads"], int) else None,
         imatrix=Path(str(kw["imatrix"])) if kw["imatrix"] else None,
         report=bool(kw["report"]),
+        onnx=bool(kw["onnx"]),
     )
     result = quantize_checkpoint(model, options)
     if result.report is not None:
