@@ -29,12 +29,9 @@ def image_rows(text: Path, mmproj: Path, onnx: Path, eval_set: EvalSet, n_thread
         context=ContextOptions(n_ctx=2048, n_threads=n_threads), mmproj=mmproj, vision_backend="onnx", vision_onnx=onnx
     )
     image = {"type": "image", "image": str(eval_set.image)}
+    chats = [[{"role": "user", "content": [image, {"type": "text", "text": p}]}] for p in eval_set.image_prompts]
     with load(text, options) as model:
-        return [
-            _items_logits(model, model.prompts.build([{"role": "user", "content": [image, {"type": "text", "text": p}]}],
-                                                     RenderOptions(), model.settings))  # fmt: skip
-            for p in eval_set.image_prompts
-        ]
+        return [_items_logits(model, model.prompts.build(chat, RenderOptions(), model.settings)) for chat in chats]
 
 
 def vision_report_rows(
