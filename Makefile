@@ -137,6 +137,12 @@ ROUNDS ?= 3
 bench: venv
 	$(PY) -m benchmarks.bench_all $(if $(QUICK),--quick,--rounds $(ROUNDS)) $(if $(THREADS),--threads $(THREADS))
 
+# Vision encode ms per crop (512x512, 256x256): mmproj Q8_0/F16/BF16 through llama.cpp beside ONNX Runtime fp32/int8,
+# then TTFT 512x385 + question, mtmd vs ONNX int8; interleaved rounds, full synthetic checkpoint (build/bench/vision.md).
+.PHONY: bench-vision
+bench-vision: venv
+	$(PY) -m benchmarks.bench_vision --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS))
+
 # After `make venv-gpu BACKEND=...` and `make demo`: CPU and GPU give the same greedy tokens (build/bench/gpu_check.json).
 .PHONY: gpu-check
 gpu-check: venv
