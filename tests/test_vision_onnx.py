@@ -22,7 +22,8 @@ from tests.conftest import GOLDENS, MODEL_INDEX, OnnxFiles, model_cases
 from tests.test_image_prompts import _messages
 
 FEATURE_BOUND = 1e-4  # fp32 graph vs transformers float32, max abs (measured <= 3e-6)
-LOGITS_BOUND = 1e-3  # last-position logits, F32 text GGUF + fp32 ONNX vision vs transformers (the text bound)
+LOGITS_BOUND = 1e-4  # last-position logits, F32 text GGUF + fp32 ONNX vision vs transformers: measured <= 9e-6
+# (mtmd on the same cases: up to 3e-3, its projector GELU is the tanh approximation)
 CROP_GOLDENS = np.load(GOLDENS / "onnx" / "crop_features.npz")
 CROP_INDEX = json.loads((GOLDENS / "onnx" / "index.json").read_text(encoding="utf-8"))
 LAYOUTS = ("official-2.5", "lfm2-vl")
