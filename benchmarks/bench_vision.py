@@ -11,7 +11,9 @@ Needs the onnx extra. Writes the full-size checkpoint and its conversions under 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import functools
+import logging
 import json
 import statistics
 import time
@@ -30,17 +32,18 @@ from lfm_edge.native.text import ContextOptions, TextModel, default_threads
 from lfm_edge.native.vision import VisionEncoder, VisionOptions
 from lfm_edge.vision.onnx import OnnxCropEncoder, OnnxOptions
 
+log = logging.getLogger("bench_vision")
 WORK = Path("build/bench/vision")
 MMPROJ_TYPES = ("q8_0", "f16", "bf16")
 CROPS = {"512x512": (512, 512), "256x256": (256, 256)}
 QUESTION = "What is in this image?"
 
 
-def prepare(work: Path) -> dict[str, Path]:
+def prepare(work: Path, size: str) -> dict[str, Path]:
     """The checkpoint and every file the run needs (each made once)."""
-    folder = work / "full-official-2.5"
+    folder = work / f"{size}-official-2.5"
     if not (folder / "model.safetensors").is_file():
-        write_checkpoint(folder, CheckpointSpec("full", "official-2.5", 0), force=True)
+        write_checkpoint(folder, CheckpointSpec(size, "official-2.5", 0), force=True)
     files: dict[str, Path] = {}
     for outtype in MMPROJ_TYPES:
         outdir = work / outtype
@@ -78,11 +81,13 @@ def encode_table(files: dict[str, Path], threads: int, rounds: int, repeat: int)
             encoders[name] = VisionEncoder(files[name], text.model, VisionOptions(n_threads=threads))
         for name in ("ONNX fp32", "ONNX int8"):
             encoders[name] = OnnxCropEncoder(files[name], OnnxOptions(n_threads=threads, n_embd=text.n_embd))
-        for encoder in encoders.values():  # warm-up: first-call allocations and graph planning
+        for name, encoder in encoders.items():  # warm-up: first-call allocations and graph planning
+            log.info("warm-up %s", name)
             for crop in crops.values():
                 encoder.encode(crop)
         results: dict[str, dict[str, list[float]]] = {name: {c: [] for c in crops} for name in encoders}
-        for _ in range(rounds):
+        for round_index in range(rounds):
+            log.info("encode round %d", round_index)
             for name, encoder in encoders.items():
                 for crop_name, crop in crops.items():
                     times = [_ms(functools.partial(encoder.encode, crop)) for _ in range(repeat)]
@@ -102,6 +107,7 @@ def ttft_table(text: Path, mmproj: Path, onnx: Path, threads: int, rounds: int) 
         "mtmd": LoadOptions(context=context, mmproj=mmproj, vision_backend="mtmd"),
         "onnx int8": LoadOptions(context=context, mmproj=mmproj, vision_backend="onnx", vision_onnx=onnx),
     }
+    log.info("TTFT: loading %s with each vision backend", text.name)
     models: dict[str, Model] = {name: load(text, options) for name, options in backends.items()}
     options = GenerationOptions(max_tokens=1, sampling=SamplingParams(temperature=0))
     try:
@@ -140,14 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("build/bench/vision.json"))
+    parser.add_argument("--size", choices=("full", "tiny"), default="full", help="tiny: a quick check of the script")
     args = parser.parse_args(argv)
+    faulthandler.enable()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     threads = args.threads or default_threads()
-    files = prepare(WORK)
+    files = prepare(WORK / args.size, args.size)
     encode = encode_table(files, threads, args.rounds, args.repeat)
+    log.info("encode ms: %s", json.dumps(encode))
     fastest = min((n for n in encode if n.startswith("mmproj")), key=lambda n: statistics.median(encode[n]["512x512"]))
-    ttft = ttft_table(files["text q8_0"], files[fastest], files["ONNX int8"], threads, args.rounds)
+    ttft = ttft_table(files["text f16"], files[fastest], files["ONNX int8"], threads, args.rounds)
     report = {"threads": threads, "rounds": args.rounds, "repeat": args.repeat, "encode_ms": encode,
-              "ttft_ms": ttft, "ttft_text": f"Q8_0 text, {fastest} for mtmd"}  # fmt: skip
+              "ttft_ms": ttft, "ttft_text": f"F16 text, {fastest} for mtmd"}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(_markdown(report), encoding="utf-8")
