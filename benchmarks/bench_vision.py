@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import functools
-import logging
 import json
+import logging
 import statistics
 import time
 from collections.abc import Callable
