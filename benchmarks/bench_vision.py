@@ -128,7 +128,8 @@ def ttft_table(text: Path, mmproj: Path, onnx: Path, threads: int, rounds: int) 
 def _markdown(report: dict[str, Any]) -> str:
     encode = report["encode_ms"]
     best = {c: min(statistics.median(encode[n][c]) for n in encode if n.startswith("mmproj")) for c in CROPS}
-    lines = ["| backend | " + " | ".join(f"{c} ms | speed vs best mmproj" for c in CROPS) + " |", "|---|" + "---|---|" * 2]
+    header = "| backend | " + " | ".join(f"{c} ms | speed vs best mmproj" for c in CROPS) + " |"
+    lines = [header, "|---|" + "---|---|" * 2]
     for name, per_crop in encode.items():
         cells = [
             f"{statistics.median(per_crop[c]):.0f} | {best[c] / statistics.median(per_crop[c]):.2f}x" for c in CROPS
