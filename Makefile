@@ -47,14 +47,15 @@ demo: venv
 		--max-tokens 24 --seed 0
 
 # A checkpoint (folder or HF repo id) -> the official GGUF repo's set of files in $(QUANT_DIR), with manifest.json,
-# README.md and report.md (KL/top-1/perplexity against F16). make quantize MODEL=path-or-repo [TYPES=Q4_0,Q8_0]
+# README.md and report.md (KL/top-1/perplexity against F16), plus the vision encoder as ONNX fp32 + int8 and its
+# report rows (ONNX=0 skips them). make quantize MODEL=path-or-repo [TYPES=Q4_0,Q8_0]
 TYPES ?= Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0
 MMPROJ_TYPES ?= Q8_0,F16,BF16
 QUANT_DIR ?= build/quantized
 quantize: venv
 	@test -n "$(MODEL)" || (echo "usage: make quantize MODEL=path-or-repo [TYPES=...] [QUANT_DIR=...]" >&2; exit 2)
 	$(VENV)/bin/lfm-edge quantize "$(MODEL)" --types "$(TYPES)" --mmproj-types "$(MMPROJ_TYPES)" \
-		--outdir "$(QUANT_DIR)" $(if $(FORCE),--force)
+		--outdir "$(QUANT_DIR)" $(if $(FORCE),--force) $(if $(filter 0,$(ONNX)),,--onnx)
 
 test: venv browser
 	$(PY) -m pytest
@@ -106,6 +107,7 @@ goldens: reference
 	$(REF_PY) -m tests.reference.family_goldens
 	$(REF_PY) -m tests.reference.transformers_saved
 	$(REF_PY) -m tests.reference.bf16_features
+	$(REF_PY) -m tests.reference.onnx_goldens
 
 # transformers' bf16 image features of the tiny checkpoint (tests/goldens/model/bf16), for the BF16 mmproj test.
 .PHONY: goldens-bf16
@@ -173,6 +175,12 @@ bench-parallel: venv
 .PHONY: bench-video
 bench-video: venv
 	$(PY) -m benchmarks.bench_video $(if $(QUICK),--quick) $(if $(THREADS),--threads $(THREADS))
+
+# Vision encode ms per crop (512x512, 256x256): mmproj Q8_0/F16/BF16 through llama.cpp beside ONNX Runtime fp32/int8,
+# then TTFT 512x385 + question, mtmd vs ONNX int8; interleaved rounds, full synthetic checkpoint (build/bench/vision.md).
+.PHONY: bench-vision
+bench-vision: venv
+	$(PY) -m benchmarks.bench_vision --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS))
 
 # After `make venv-gpu BACKEND=...` and `make demo`: CPU and GPU give the same greedy tokens (build/bench/gpu_check.json).
 .PHONY: gpu-check

@@ -31,12 +31,14 @@ class ConvertOptions:
     outtype: str = "f16"
     force: bool = False
     quiet: bool = False
+    onnx: bool = False  # also vision-<name>-{fp32,int8}.onnx (the onnx extra; convert/onnx)
 
 
 @dataclass(frozen=True)
 class ConvertResult:
     text: Path
     mmproj: Path
+    onnx: tuple[Path, ...] = ()
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -85,6 +87,10 @@ def _progress_bar(total: int, quiet: bool) -> tuple[Callable[[int], None] | None
 def convert_checkpoint(source: str | Path, options: ConvertOptions) -> ConvertResult:
     if options.outtype not in OUTTYPES:
         raise ConfigError(f"unknown outtype {options.outtype!r}: choose one of {', '.join(OUTTYPES)}")
+    if options.onnx:
+        from convert.onnx.write import require_onnx_tools
+
+        require_onnx_tools()
     checkpoint = open_checkpoint(resolve_source(source))
     vocab = read_vocabulary(checkpoint.folder, checkpoint.dims.vocab)
     file_type = int(OUTTYPES[options.outtype][0])
@@ -109,6 +115,11 @@ def convert_checkpoint(source: str | Path, options: ConvertOptions) -> ConvertRe
             patch = checkpoint.dims.patch_size
             write_gguf(GgufJob(text_tmp, "lfm2", text_plan, patch, text_keys, force=True), update)
             write_gguf(GgufJob(mmproj_tmp, "clip", mmproj_plan, patch, mmproj_keys, force=True), update)
+            if options.onnx:
+                from convert.onnx.write import write_vision_onnx
+
+                written = write_vision_onnx(checkpoint, options.outdir, options.force, stack)
+                result = ConvertResult(result.text, result.mmproj, (written.fp32, written.int8))
     finally:
         close()
     log.info("converted %s -> %s, %s", checkpoint.folder, result.text, result.mmproj)

@@ -58,7 +58,8 @@ class LoadOptions:
     mmproj_on_gpu: bool = False
     cache_dir: str | Path | bool | None = None
     image_cache_bytes: int = DEFAULT_MAX_BYTES
-    vision_backend: str = DEFAULT_BACKEND
+    vision_backend: str = "auto"  # "auto" | "mtmd" | "onnx" (see Model._open_vision)
+    vision_onnx: str | Path | None = None  # a vision ONNX file (default: found beside the mmproj)
 
     @property
     def image_cache_folder(self) -> Path | None:
@@ -116,8 +117,18 @@ class Model:
         if files.mmproj is None:
             return None
         threads = self.text.options.n_threads or default_threads()
+        if options.vision_backend in ("auto", "onnx"):  # ONNX Runtime when asked, or (auto) when its file is beside
+            from lfm_edge.vision.onnx import VisionRequest, choose_encoder
+
+            onnx_path = Path(options.vision_onnx) if options.vision_onnx else None
+            onnx = VisionRequest(options.vision_backend, files.mmproj, self.settings, self.text.n_embd, threads,
+                                 onnx_path, options.mmproj_on_gpu)  # fmt: skip
+            chosen = choose_encoder(onnx)
+            if chosen is not None:
+                return chosen
         request = EncoderRequest(files.mmproj, self.text.model, threads, options.mmproj_on_gpu)
-        return open_encoder(options.vision_backend, request)
+        return open_encoder(DEFAULT_BACKEND if options.vision_backend in ("auto", "onnx") else options.vision_backend,
+                            request)  # fmt: skip
 
     def close(self) -> None:
         """Frees the model now (a Model dropped without close() is freed by the garbage collector); later calls on

@@ -61,3 +61,27 @@ def converted(
         return cache[layout, outtype]
 
     return make
+
+
+OnnxFiles = dict[str, Path]
+
+
+@pytest.fixture(scope="session")
+def onnx_converted(
+    synthetic_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., OnnxFiles]:
+    """onnx_converted(layout, seed=0) -> {"text", "mmproj", "fp32", "int8"}: an F32 GGUF pair with both ONNX files."""
+    from convert.api import ConvertOptions, convert_checkpoint
+
+    cache: dict[tuple[str, int], OnnxFiles] = {}
+
+    def make(layout: str = "official-2.5", seed: int = 0) -> OnnxFiles:
+        if (layout, seed) not in cache:
+            outdir = tmp_path_factory.mktemp("onnx")
+            options = ConvertOptions(outdir, "f32", quiet=True, onnx=True)
+            result = convert_checkpoint(synthetic_checkpoint(layout, "tiny", seed), options)
+            fp32, int8 = result.onnx
+            cache[layout, seed] = {"text": result.text, "mmproj": result.mmproj, "fp32": fp32, "int8": int8}
+        return cache[layout, seed]
+
+    return make

@@ -41,6 +41,7 @@ class QuantizeOptions:
     n_threads: int | None = None
     imatrix: Path | None = None
     report: bool = True
+    onnx: bool = False  # also vision-<Model>-{fp32,int8}.onnx (the onnx extra), and vision rows in the report
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,18 @@ def _make_mmproj(folder: Path, type_name: str, work: Path, f16_mmproj: Path, tar
     shutil.rmtree(work / outtype, ignore_errors=True)  # the converter's text file of this type is not needed
 
 
+def _make_onnx(folder: Path, work: Path, targets: dict[tuple[str, str], Path]) -> dict[str, Path]:
+    """Writes both ONNX files in a work subfolder (nothing `auto` would find beside the report's mmproj), then
+    places them; returns the placed files by type."""
+    from convert.onnx.write import write_vision_onnx
+
+    written = write_vision_onnx(open_checkpoint(folder), work / "onnx", force=True)
+    placed = {"fp32": targets["onnx", "fp32"], "int8": targets["onnx", "int8"]}
+    _place(written.fp32, placed["fp32"])
+    _place(written.int8, placed["int8"])
+    return placed
+
+
 def quantize_checkpoint(source: str | Path, options: QuantizeOptions) -> QuantizeResult:
     texts = text_types(options.types, options.imatrix)
     mmprojs = mmproj_types(options.mmproj_types)
@@ -99,6 +112,11 @@ def quantize_checkpoint(source: str | Path, options: QuantizeOptions) -> Quantiz
     open_checkpoint(folder)  # refuses a bad checkpoint before anything is created
     name = model_name_of(source, folder)
     targets = _targets(options.outdir, name, texts, mmprojs)
+    if options.onnx:
+        from convert.onnx.write import require_onnx_tools
+
+        require_onnx_tools()
+        targets.update({("onnx", t): options.outdir / f"vision-{name}-{t}.onnx" for t in ("fp32", "int8")})
     _refuse_existing(targets, options.force)
     try:
         options.outdir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +136,7 @@ def quantize_checkpoint(source: str | Path, options: QuantizeOptions) -> Quantiz
             log.info("wrote %s", target)
         for type_name in mmprojs:
             _make_mmproj(folder, type_name, work, f16.mmproj, targets["mmproj", type_name])
+        onnx_files = _make_onnx(folder, work, targets) if options.onnx else None
         files = tuple(describe_output(path, role, t) for (role, t), path in targets.items())
         report = None
         if options.report:
@@ -125,7 +144,9 @@ def quantize_checkpoint(source: str | Path, options: QuantizeOptions) -> Quantiz
 
             text_files = {t: targets["text", t] for t in texts}
             mmproj_files = {t: targets["mmproj", t] for t in mmprojs}
-            report = write_report(options.outdir, f16.text, f16.mmproj, text_files, options.n_threads, mmproj_files)
+            report = write_report(
+                options.outdir, f16.text, f16.mmproj, text_files, options.n_threads, (mmproj_files, onnx_files)
+            )
         manifest = write_manifest(options.outdir, name, folder, files)
         card = write_model_card(options.outdir, name, files, report is not None)
     finally:

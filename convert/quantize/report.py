@@ -50,7 +50,12 @@ def _row(type_name: str, path: Path, reference: Measured, measured: Measured) ->
 
 
 def build_report(
-    f16_text: Path, mmproj: Path, text_files: Mapping[str, Path], n_threads: int | None, eval_set: EvalSet
+    f16_text: Path,
+    mmproj: Path,
+    text_files: Mapping[str, Path],
+    n_threads: int | None,
+    eval_set: EvalSet,
+    onnx_files: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Measures the F16 reference once, then each type (one model loaded at a time: memory stays one model)."""
     reference = measure(f16_text, mmproj, eval_set, n_threads)
@@ -59,18 +64,28 @@ def build_report(
         # An F16 output is a copy of the reference: measuring it again would only cost time.
         measured = reference if type_name == "F16" else measure(path, mmproj, eval_set, n_threads)
         rows.append(_row(type_name, path, reference, measured))
-    return {
+    report: dict[str, Any] = {
         "reference": "F16 text model from the same conversion; the same F16 mmproj for every row",
         "metrics": "KL(F16 || type) in nats and top-1 agreement of next-token distributions, teacher-forced over "
         f"{len(eval_set.prompts)} chat prompts and {len(eval_set.image_prompts)} image prompts; perplexity on a "
         "bundled English text; greedy decode speed",
         "rows": rows,
     }
+    if onnx_files:
+        from convert.quantize.vision_quality import VISION_NOTE, vision_report_rows
+
+        report["vision_rows"] = vision_report_rows(f16_text, mmproj, onnx_files, eval_set, n_threads)
+        report["vision_note"] = VISION_NOTE
+    return report
+
+
+def _cells(row: Mapping[str, Any]) -> list[str]:
+    return [fmt.format(row[key]) if key in row else "" for key, _, fmt in _COLUMNS]
 
 
 def format_table(report: Mapping[str, Any]) -> str:
     header = [title for _, title, _ in _COLUMNS]
-    body = [[fmt.format(row[key]) for key, _, fmt in _COLUMNS] for row in report["rows"]]
+    body = [_cells(row) for row in [*report["rows"], *report.get("vision_rows", [])]]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in [header, *body]]
     return "\n".join(lines)
@@ -79,13 +94,15 @@ def format_table(report: Mapping[str, Any]) -> str:
 def _markdown(report: Mapping[str, Any]) -> str:
     header = "| " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
     rule = "|" + "---|" * len(_COLUMNS)
-    body = ["| " + " | ".join(fmt.format(row[key]) for key, _, fmt in _COLUMNS) + " |" for row in report["rows"]]
+    rows = [*report["rows"], *report.get("vision_rows", [])]
+    body = ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    note = [str(report["vision_note"]) + ".", ""] if "vision_note" in report else []
     vision = [f"| `{m['file']}` | {m['type']} | {m['size_bytes']:,} | {m['note']} |" for m in report.get("mmproj", [])]
     if vision:
         vision = ["", "## Vision weights (mmproj)", "", "| file | type | bytes | note |", "|---|---|---|---|", *vision]
     return "\n".join(
-        ["# Quantization report", "", str(report["metrics"]) + ".", "", str(report["reference"]) + ".", "", header,
-         rule, *body, *vision, ""]
+        ["# Quantization report", "", str(report["metrics"]) + ".", "", str(report["reference"]) + ".", "", *note,
+         header, rule, *body, *vision, ""]
     )  # fmt: skip
 
 
@@ -109,9 +126,11 @@ def write_report(
     mmproj: Path,
     text_files: Mapping[str, Path],
     n_threads: int | None,
-    mmproj_files: Mapping[str, Path] | None = None,
+    extra_files: tuple[Mapping[str, Path] | None, dict[str, Path] | None] = (None, None),
 ) -> dict[str, Any]:
-    report = build_report(f16_text, mmproj, text_files, n_threads, default_eval_set())
+    """`extra_files`: (mmproj files by type, for their section; ONNX vision files by type, for the vision rows)."""
+    mmproj_files, onnx_files = extra_files
+    report = build_report(f16_text, mmproj, text_files, n_threads, default_eval_set(), onnx_files)
     report["mmproj"] = mmproj_section(mmproj_files or {})
     write_text_atomically(outdir / "report.json", json.dumps(report, indent=2) + "\n")
     write_text_atomically(outdir / "report.md", _markdown(report))

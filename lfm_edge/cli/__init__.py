@@ -73,13 +73,14 @@ def synthetic(outdir: Path, size: str, layout: str, seed: int, force: bool, mode
 @click.option("--outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"]), default="f16", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--onnx", is_flag=True, help="Also write the vision encoder as ONNX, fp32 and int8 (the onnx extra).")
 @_friendly_errors
-def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool) -> None:
+def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool, onnx: bool) -> None:
     """Convert an LFM2(.5)-VL checkpoint (folder or Hugging Face repo id) to a text GGUF and an mmproj GGUF."""
     from convert.api import ConvertOptions, convert_checkpoint
 
-    result = convert_checkpoint(model, ConvertOptions(outdir, outtype, force, quiet))
-    click.echo(f"{result.text}\n{result.mmproj}")
+    result = convert_checkpoint(model, ConvertOptions(outdir, outtype, force, quiet, onnx))
+    click.echo("\n".join(str(path) for path in (result.text, result.mmproj, *result.onnx)))
 
 
 @main.command("mmproj-bf16")
@@ -106,6 +107,7 @@ def mmproj_bf16(f16: Path, out: Path | None, force: bool) -> None:
 @click.option("--imatrix", type=click.Path(dir_okay=False, path_type=Path), help="GGUF importance matrix (IQ types).")
 @click.option("--threads", type=int, default=None, help="Quantizer and report threads (default: all cores).")
 @click.option("--report/--no-report", default=True, show_default=True, help="Measure each type against F16.")
+@click.option("--onnx", is_flag=True, help="Also write the vision encoder as ONNX fp32 + int8 (the onnx extra).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @_friendly_errors
 def quantize(model: str, **kw: object) -> None:
@@ -122,6 +124,7 @@ def quantize(model: str, **kw: object) -> None:
         n_threads=kw["threads"] if isinstance(kw["threads"], int) else None,
         imatrix=Path(str(kw["imatrix"])) if kw["imatrix"] else None,
         report=bool(kw["report"]),
+        onnx=bool(kw["onnx"]),
     )
     result = quantize_checkpoint(model, options)
     if result.report is not None:

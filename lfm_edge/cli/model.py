@@ -37,6 +37,15 @@ _MODEL_OPTIONS = [
         help="Keep image embeddings on disk, shared between runs (alone: ~/.cache/lfm-edge/image-embeddings).",
     ),
     click.option("--image-cache-mb", default=1024, show_default=True, type=click.IntRange(1), help="Its size bound."),
+    click.option(
+        "--vision-backend",
+        type=click.Choice(["auto", "mtmd", "onnx"]),
+        default="auto",
+        show_default=True,
+        help="Vision encoder: llama.cpp's mtmd, ONNX Runtime (the onnx extra), or auto (ONNX when a matching "
+        "vision-*.onnx sits beside the mmproj).",
+    ),
+    click.option("--vision-onnx", type=click.Path(dir_okay=False, path_type=Path), help="Vision ONNX file to use."),
 ]
 _GENERATION_OPTIONS = [
     click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1)),
@@ -83,6 +92,8 @@ def open_model(model: str, kw: dict[str, Any]) -> Any:
         mmproj_on_gpu=kw.get("mmproj_gpu", False),
         cache_dir=True if cache == "default" else cache,
         image_cache_bytes=kw.get("image_cache_mb", 1024) * 2**20,
+        vision_backend=kw.get("vision_backend", "auto"),
+        vision_onnx=kw.get("vision_onnx"),
     )
     return load(model, options)
 
