@@ -160,3 +160,11 @@ SOAK_SECONDS ?= 30
 soak: venv
 	test -f $(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf || $(MAKE) demo
 	$(PY) -m benchmarks.soak_server $(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf --clients $(CLIENTS) --seconds $(SOAK_SECONDS)
+
+# lfm_edge on arm64 Debian bookworm under qemu-user, as a Pi 4 (cortex-a72) and a Pi 5 (cortex-a76): llama.cpp
+# cross-compiled with the README's Pi flags, the rest installed the README's way in a debootstrap root; convert,
+# quantize, run, tools, detect, serve, a GGUF written on x86, a test subset. Needs root and the apt packages of
+# tools/pi/pi_check.sh. Timings in build/pi/pi-check.json. PI_CPUS=cortex-a72 runs one CPU model.
+.PHONY: pi-check
+pi-check: venv
+	nice tools/pi/pi_check.sh

@@ -74,6 +74,7 @@ class Engine:
         self.text = text
         self._evaluated: list[Unit] = []
         self._snapshots: list[_Snapshot] = []
+        self.max_snapshots = _MAX_SNAPSHOTS  # 0: none (the low-memory profile)
 
     @property
     def n_past(self) -> int:
@@ -145,7 +146,10 @@ class Engine:
             index = run
 
     def _remember_snapshot(self) -> None:
-        self._snapshots = [s for s in self._snapshots if s.units != self._evaluated][-(_MAX_SNAPSHOTS - 1) :]
+        kept = [s for s in self._snapshots if s.units != self._evaluated]
+        self._snapshots = kept[len(kept) - self.max_snapshots + 1 :] if self.max_snapshots > 1 else []
+        if self.max_snapshots <= 0:
+            return
         self._snapshots.append(_Snapshot(list(self._evaluated), self.text.save_state()))
 
     def logits(self) -> np.ndarray:

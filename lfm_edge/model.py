@@ -25,6 +25,7 @@ from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel, default_threads
 from lfm_edge.native.vision import VisionEncoder, VisionOptions
 from lfm_edge.parse import Detection, detection_prompt, parse_detections
+from lfm_edge.profiles import adjust_model, prepare_load
 from lfm_edge.prompt import ChatTemplate, RenderOptions
 from lfm_edge.resolve import ModelFiles, resolve
 
@@ -48,17 +49,20 @@ class LoadOptions:
     mmproj: str | Path | None = None
     quant: str | None = None
     mmproj_on_gpu: bool = False
+    profile: str = "default"  # lfm_edge.profiles.PROFILES: "default" or "low-memory"
 
 
-def load(model: str | Path, options: LoadOptions | None = None, **context: Any) -> Model:
+def load(model: str | Path, options: LoadOptions | None = None, profile: str | None = None, **context: Any) -> Model:
     """Loads a text GGUF and its mmproj. `context` keywords (n_ctx, n_threads, n_gpu_layers, ...) fill
-    ContextOptions when no LoadOptions is given."""
+    ContextOptions when no LoadOptions is given; `profile` ("low-memory") overrides LoadOptions.profile."""
     if options is None:
         options = LoadOptions(context=ContextOptions(**context))
     elif context:
         raise TypeError("pass either LoadOptions or context keywords, not both")
+    if profile is not None:
+        options = dataclasses.replace(options, profile=profile)
     files = resolve(model, mmproj=options.mmproj, quant=options.quant)
-    return Model(files, options)
+    return Model(files, prepare_load(files, options))  # the profile's settings, then the memory check
 
 
 class Model:
@@ -82,6 +86,7 @@ class Model:
         from lfm_edge.conversation import PromptBuilder
 
         self.prompts = PromptBuilder(self.template, self.text, self.vision)
+        adjust_model(self, options.profile)  # the profile's mmproj lifetime and snapshot count
 
     def close(self) -> None:
         if self.vision is not None:

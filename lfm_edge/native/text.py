@@ -8,6 +8,7 @@ to return to.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from llama_cpp import llama_cpp as lc
 
-from lfm_edge.errors import ContextLengthError, ModelError
+from lfm_edge.errors import ConfigError, ContextLengthError, ModelError
 from lfm_edge.native import cpu
 from lfm_edge.native.logs import route_native_logs
 
@@ -50,6 +51,11 @@ class ContextOptions:
     flash_attention: bool | None = None  # None: llama.cpp decides (auto)
     parity: bool = False
     mmap: bool | None = None  # None: read the file when nothing is offloaded, map it otherwise (see _load_mode)
+    kv_cache_type: str | None = None  # "f16" (None: llama.cpp's default), "q8_0", "q4_0", "f32" (profiles.py)
+
+    def __post_init__(self) -> None:
+        if self.kv_cache_type not in (None, "f16", "q8_0", "q4_0", "f32"):
+            raise ConfigError(f"unknown KV cache type {self.kv_cache_type!r}: use f16, q8_0, q4_0 or f32")
 
 
 default_threads = cpu.default_threads  # one per physical core (see cpu.py)
@@ -81,6 +87,11 @@ class TextModel:
         self.n_embd = int(lc.llama_model_n_embd(self.model))
         self.n_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
         self.ctx = lc.llama_init_from_model(self.model, self._context_params())
+        if not self.ctx and self.options.kv_cache_type not in (None, "f16", "f32"):
+            # quantized K/V need head sizes divisible by the block (32): e.g. the tiny test model's 16 is not
+            log.warning("llama.cpp refused a %s KV cache for %s: using F16", self.options.kv_cache_type, path.name)
+            self.options = dataclasses.replace(self.options, kv_cache_type=None)
+            self.ctx = lc.llama_init_from_model(self.model, self._context_params())
         if not self.ctx:
             lc.llama_model_free(self.model)
             raise ModelError(f"llama.cpp could not create a context of {self.options.n_ctx} tokens for {path}")
@@ -98,6 +109,8 @@ class TextModel:
         params.no_perf = True
         if self.options.flash_attention is not None:
             params.flash_attn_type = 1 if self.options.flash_attention else 0
+        if self.options.kv_cache_type is not None:
+            params.type_k = params.type_v = int(getattr(lc, f"GGML_TYPE_{self.options.kv_cache_type.upper()}"))
         if self.options.parity:
             params.flash_attn_type = 0
             params.type_k = params.type_v = lc.GGML_TYPE_F32
