@@ -168,3 +168,18 @@ soak: venv
 .PHONY: pi-check
 pi-check: venv
 	nice tools/pi/pi_check.sh
+
+# The low-memory profile against the default: peak RSS, TTFT and decode speed describing a 1920x1080 image at n_ctx
+# 4096 and a 512x512 one at n_ctx 2048 (goals 450 / 350 MB), each of the profile's choices alone, and its effect on
+# an image prompt's logits; full-size synthetic model, Q4_0 text + Q8_0 mmproj. Writes bench/pi_profile.json and
+# bench/pi_fidelity.json. PI_BENCH_FLAGS=--no-extra-buffers where llama.cpp's AMX/repack path crashes.
+PI_FULL := build/pi-full
+.PHONY: bench-pi-profile
+bench-pi-profile: venv
+	test -f $(PI_FULL)/q/LFM2.5-VL-450M-Q4_0.gguf || ($(VENV)/bin/lfm-edge synthetic $(PI_FULL)/LFM2.5-VL-450M \
+		--size full --force && $(VENV)/bin/lfm-edge quantize $(PI_FULL)/LFM2.5-VL-450M --types Q4_0 \
+		--mmproj-types Q8_0 --no-report --outdir $(PI_FULL)/q --force)
+	$(PY) -m benchmarks.bench_pi_profile $(PI_FULL)/q/LFM2.5-VL-450M-Q4_0.gguf \
+		$(PI_FULL)/q/mmproj-LFM2.5-VL-450M-Q8_0.gguf $(PI_BENCH_FLAGS)
+	$(PY) -m benchmarks.bench_pi_fidelity $(PI_FULL)/q/LFM2.5-VL-450M-Q4_0.gguf \
+		$(PI_FULL)/q/mmproj-LFM2.5-VL-450M-Q8_0.gguf $(PI_BENCH_FLAGS)

@@ -25,15 +25,15 @@ from lfm_edge.profiles import PROFILES, Profile
 ROOT = Path(__file__).resolve().parents[1]
 GOALS_MB = {("1920x1080", 4096): 450.0, ("512x512", 2048): 350.0}
 # name -> (profile fields over the default, image size, n_ctx)
-CONFIGS: dict[str, tuple[dict[str, Any], str, int]] = {
-    "default 1920x1080 n_ctx 4096": ({}, "1920x1080", 4096),
+CONFIGS: dict[str, tuple[dict[str, Any], str, int]] = {  # the goals first: partial runs still answer them
     "low-memory 1920x1080 n_ctx 4096": ({"profile": "low-memory"}, "1920x1080", 4096),
+    "low-memory 512x512 n_ctx 2048": ({"profile": "low-memory"}, "512x512", 2048),
+    "default 512x512 n_ctx 2048": ({}, "512x512", 2048),
+    "default 1920x1080 n_ctx 4096": ({}, "1920x1080", 4096),
     "only Q8_0 KV cache": ({"kv_cache_type": "q8_0"}, "1920x1080", 4096),
     "only ubatch 256": ({"n_batch": 256}, "1920x1080", 4096),
     "only mmproj freed after encoding": ({"transient_mmproj": True}, "1920x1080", 4096),
     "only no snapshots": ({"max_snapshots": 0}, "1920x1080", 4096),
-    "default 512x512 n_ctx 2048": ({}, "512x512", 2048),
-    "low-memory 512x512 n_ctx 2048": ({"profile": "low-memory"}, "512x512", 2048),
 }
 # Run inside the child: registers the configuration as a profile named "bench", then runs bench_rss.
 CHILD = """
@@ -45,11 +45,14 @@ sys.exit(b.main())
 """
 
 
+EXTRA: list[str] = []  # arguments every bench_rss run gets (--no-extra-buffers)
+
+
 def run_one(fields: dict[str, Any], image: Path, n_ctx: int, files: tuple[Path, Path]) -> dict[str, Any]:
     profile = fields.get("profile", "bench")
     overrides = {} if "profile" in fields else fields
     command = [sys.executable, "-c", CHILD, json.dumps(overrides), str(files[0]), "--mmproj", str(files[1]),
-               "--image", str(image), "--n-ctx", str(n_ctx), "--profile", profile]  # fmt: skip
+               "--image", str(image), "--n-ctx", str(n_ctx), "--profile", profile, *EXTRA]  # fmt: skip
     output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return dict(json.loads(output.strip().splitlines()[-1]))
 
@@ -64,7 +67,13 @@ def main() -> int:
     parser.add_argument("mmproj", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "pi_profile.json")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--no-extra-buffers", action="store_true", help="passed to bench_rss (see there)")
+    parser.add_argument("--only", nargs="*", help="run these configurations only (names as in CONFIGS)")
     args = parser.parse_args()
+    if args.no_extra_buffers:
+        EXTRA.append("--no-extra-buffers")
+    for name in set(CONFIGS) - set(args.only or CONFIGS):
+        del CONFIGS[name]
     assert isinstance(PROFILES["low-memory"], Profile)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(prefix="lfm-edge-pi-") as folder:
@@ -80,8 +89,9 @@ def main() -> int:
         for _ in range(args.rounds):
             for name, (fields, size, n_ctx) in CONFIGS.items():
                 runs[name].append(run_one(fields, images[size], n_ctx, (args.text, args.mmproj)))
-                print(f"{name}: {runs[name][-1]['peak_rss_mb']:.1f} MB", file=sys.stderr)
-    report: dict[str, Any] = {"model": args.text.name, "mmproj": args.mmproj.name, "rounds": args.rounds, "configs": {}}
+                print(json.dumps({"config": name, **runs[name][-1]}), file=sys.stderr, flush=True)
+    report: dict[str, Any] = {"model": args.text.name, "mmproj": args.mmproj.name, "rounds": args.rounds,
+                              "no_extra_buffers": args.no_extra_buffers, "configs": {}}  # fmt: skip
     for name, (fields, size, n_ctx) in CONFIGS.items():
         summary: dict[str, Any] = {
             key: median_of(runs[name], key) for key in ("peak_rss_mb", "load_s", "ttft_s", "decode_tok_s")

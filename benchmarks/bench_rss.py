@@ -81,6 +81,19 @@ def write_photo(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def _without_extra_buffers() -> None:
+    from llama_cpp import llama_cpp as lc
+
+    defaults = lc.llama_model_default_params
+
+    def params() -> Any:
+        chosen = defaults()
+        chosen.use_extra_bufts = False
+        return chosen
+
+    lc.llama_model_default_params = params
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("text", type=Path)
@@ -90,7 +103,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--profile", default="default", help="a load profile (lfm_edge.profiles.PROFILES)")
+    parser.add_argument(
+        "--no-extra-buffers",
+        action="store_true",
+        help="load without llama.cpp's extra CPU buffer types (repack, AMX): a workaround for builds that crash there",
+    )
     args = parser.parse_args()
+    if args.no_extra_buffers:
+        _without_extra_buffers()
     with tempfile.TemporaryDirectory(prefix="lfm-edge-rss-") as folder:
         image = args.image
         if image is None:

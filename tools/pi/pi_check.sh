@@ -63,6 +63,14 @@ mount_root() {
   mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
   mountpoint -q "$root/dev" || mount --bind /dev "$root/dev"
   cp /etc/resolv.conf "$root/etc/resolv.conf"
+  # pip inside the root trusts what the host trusts (a proxy's CA, say): the host's bundle replaces Debian's
+  cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$root/etc/ssl/certs/ca-certificates.crt"
+}
+
+in_root() {  # a command in the root with a clean environment (the host's PIP_* or proxy settings stay out);
+  # QEMU_CPU is kept: qemu reads it again at every exec of an arm64 binary
+  chroot "$root" /usr/bin/env -i PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
+    ${QEMU_CPU:+QEMU_CPU=$QEMU_CPU} "$@"
 }
 
 unmount_root() {
@@ -75,7 +83,7 @@ install_project() {  # the README's Raspberry Pi install, with the cross-built l
   (cd "$repo" && git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - 2>/dev/null) \
     | tar -xf - -C "$root/opt/lfm-edge"
   cp "$big"/wheel-pi4/*linux_aarch64.whl "$root/opt/wheels/"
-  chroot "$root" /bin/bash -c "test -x /opt/venv/bin/python || python3 -m venv /opt/venv
+  in_root /bin/bash -c "test -x /opt/venv/bin/python || python3 -m venv /opt/venv
     /opt/venv/bin/pip install --quiet --upgrade pip
     /opt/venv/bin/pip install --quiet /opt/wheels/*.whl
     cd /opt/lfm-edge && /opt/venv/bin/pip install --quiet '.[synthetic,server]' pytest hypothesis openai"
@@ -85,7 +93,7 @@ use_wheel() {  # use_wheel pi4|pi5: the board's build of the libraries into the 
   local wheel
   wheel=$(ls "$big/wheel-$1"/*linux_aarch64.whl)
   mkdir -p "$root/opt/wheels/$1" && cp "$wheel" "$root/opt/wheels/$1/"
-  chroot "$root" /opt/venv/bin/pip install --quiet --force-reinstall --no-deps "/opt/wheels/$1/$(basename "$wheel")"
+  in_root /opt/venv/bin/pip install --quiet --force-reinstall --no-deps "/opt/wheels/$1/$(basename "$wheel")"
 }
 
 host_reference() {  # a GGUF written on x86 and its greedy text here, for the arm side to reproduce
@@ -108,7 +116,7 @@ qemu_enforces_the_cpu() {  # a dotprod instruction: runs as a Cortex-A76, dies w
 
 wrong_build_fails() {  # the Pi 5 build run as a Pi 4 must die on an instruction the A72 lacks (dotprod, fp16)
   local status=0
-  QEMU_CPU=cortex-a72 chroot "$root" /opt/venv/bin/lfm-edge run /opt/host-gguf/tiny-f16.gguf "Hi" \
+  QEMU_CPU=cortex-a72 in_root /opt/venv/bin/lfm-edge run /opt/host-gguf/tiny-f16.gguf "Hi" \
     --max-tokens 4 --temperature 0 || status=$?
   echo "status $status (non-zero expected)"
   [ "$status" -ne 0 ]
@@ -131,7 +139,7 @@ for cpu in $cpus; do
   board=pi4 && [ "$cpu" = cortex-a76 ] && board=pi5
   host_step "use-wheel-$board" use_wheel "$board"
   echo "== $cpu ($board build)"
-  QEMU_CPU=$cpu chroot "$root" /bin/bash /opt/lfm-edge/tools/pi/in_root.sh "/opt/pi-check/$cpu" /opt/host-gguf \
+  QEMU_CPU=$cpu in_root /bin/bash /opt/lfm-edge/tools/pi/in_root.sh "/opt/pi-check/$cpu" /opt/host-gguf \
     || status=1
   cp -r "$root/opt/pi-check/$cpu" "$work/"
 done
