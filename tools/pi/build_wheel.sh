@@ -26,5 +26,5 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${JOBS:-2}
 "$host/bin/pip" wheel --quiet --no-deps --wheel-dir "$outdir/wheel-$board" "$work"
 wheel=$(ls "$outdir/wheel-$board"/llama_cpp_python-"$version"-*linux_x86_64.whl)
 "$host/bin/wheel" tags --remove --platform-tag linux_aarch64 "$wheel" > /dev/null
-file -b "$work/llama_cpp/lib/libggml-cpu.so" | grep -q aarch64 || { echo "libggml-cpu.so is not aarch64" >&2; exit 1; }
+file -bL "$work/llama_cpp/lib/libggml-cpu.so" | grep -q aarch64 || { echo "libggml-cpu.so is not aarch64" >&2; exit 1; }
 ls "$outdir/wheel-$board"/*linux_aarch64.whl

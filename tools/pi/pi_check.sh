@@ -82,7 +82,7 @@ install_project() {  # the README's Raspberry Pi install, with the cross-built l
   rm -rf "$root/opt/lfm-edge" && mkdir -p "$root/opt/lfm-edge" "$root/opt/wheels"
   (cd "$repo" && git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - 2>/dev/null) \
     | tar -xf - -C "$root/opt/lfm-edge"
-  cp "$big"/wheel-pi4/*linux_aarch64.whl "$root/opt/wheels/"
+  cp "$big/wheel-$(board_of "${cpus%% *}")"/*linux_aarch64.whl "$root/opt/wheels/"
   in_root /bin/bash -c "test -x /opt/venv/bin/python || python3 -m venv /opt/venv
     /opt/venv/bin/pip install --quiet --upgrade pip
     /opt/venv/bin/pip install --quiet /opt/wheels/*.whl
@@ -129,14 +129,14 @@ host_step debootstrap make_root
 build_wheel() {  # the wheel is kept between runs: delete $big/wheel-BOARD to rebuild
   ls "$big/wheel-$1"/*linux_aarch64.whl > /dev/null 2>&1 || "$repo/tools/pi/build_wheel.sh" "$1" "$big"
 }
-host_step build-wheel-pi4 build_wheel pi4
-host_step build-wheel-pi5 build_wheel pi5
+board_of() { if [ "$1" = cortex-a76 ]; then echo pi5; else echo pi4; fi; }
+for cpu in $cpus; do host_step "build-wheel-$(board_of "$cpu")" build_wheel "$(board_of "$cpu")"; done
 mount_root
 host_step install install_project
 host_step host-reference host_reference
 status=0
 for cpu in $cpus; do
-  board=pi4 && [ "$cpu" = cortex-a76 ] && board=pi5
+  board=$(board_of "$cpu")
   host_step "use-wheel-$board" use_wheel "$board"
   echo "== $cpu ($board build)"
   QEMU_CPU=$cpu in_root /bin/bash /opt/lfm-edge/tools/pi/in_root.sh "/opt/pi-check/$cpu" /opt/host-gguf \
