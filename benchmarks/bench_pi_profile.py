@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 GOALS_MB = {("1920x1080", 4096): 450.0, ("512x512", 2048): 350.0}
 # name -> (profile fields over the default, image size, n_ctx)
 CONFIGS: dict[str, tuple[dict[str, Any], str, int]] = {  # the goals first: partial runs still answer them
-    "low-memory 1920x1080 n_ctx 4096": ({"profile": "low-memory"}, "1920x1080", 4096),
     "low-memory 512x512 n_ctx 2048": ({"profile": "low-memory"}, "512x512", 2048),
     "default 512x512 n_ctx 2048": ({}, "512x512", 2048),
+    "low-memory 1920x1080 n_ctx 4096": ({"profile": "low-memory"}, "1920x1080", 4096),
     "default 1920x1080 n_ctx 4096": ({}, "1920x1080", 4096),
     "only Q8_0 KV cache": ({"kv_cache_type": "q8_0"}, "1920x1080", 4096),
     "only ubatch 256": ({"n_batch": 256}, "1920x1080", 4096),

@@ -23,9 +23,9 @@ from lfm_edge.image.settings import ProcessorSettings
 from lfm_edge.mmproj import check_pair, read_gguf_metadata
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel, default_threads
-from lfm_edge.native.vision import VisionEncoder, VisionOptions
+from lfm_edge.native.vision import VisionOptions
 from lfm_edge.parse import Detection, detection_prompt, parse_detections
-from lfm_edge.profiles import adjust_model, prepare_load
+from lfm_edge.profiles import adjust_model, open_vision, prepare_load
 from lfm_edge.prompt import ChatTemplate, RenderOptions
 from lfm_edge.resolve import ModelFiles, resolve
 
@@ -78,7 +78,7 @@ class Model:
             self.template = ChatTemplate(str(text_meta["tokenizer.chat_template"] or _fallback_template()))
             threads = self.text.options.n_threads or default_threads()
             vision_options = VisionOptions(n_threads=threads, use_gpu=options.mmproj_on_gpu)
-            self.vision = VisionEncoder(files.mmproj, self.text.model, vision_options) if files.mmproj else None
+            self.vision = open_vision(files.mmproj, self.text.model, vision_options, options.profile)
         except BaseException:
             self.text.close()
             raise

@@ -6,8 +6,10 @@
   - a Q8_0 KV cache instead of F16 (half the cache's bytes; llama.cpp needs flash attention for a quantized V
     cache, which it turns on by itself for the CPU);
   - prefill in ubatches of 256 tokens instead of 512 (the text compute buffer is sized for one ubatch);
-  - the mmproj is opened when a prompt's images are encoded and freed as soon as they are, so the vision weights
-    and the text model's compute buffer are never resident together (each new image reloads it: load time);
+  - the mmproj is opened when a prompt's images are encoded (not at load) and freed as soon as they are, so the
+    vision weights and the text model's compute buffer are never resident together (each new image reloads it:
+    load time); mtmd's compute buffer is sized for 256-token crops (LFM2-VL's largest by default) instead of 4096,
+    which removes a ~96 MB transient peak when it opens;
   - no state snapshots for prefix reuse (a follow-up that extends the last prompt still reuses it; one that edits
     earlier turns is evaluated again).
 The context size is the caller's (`n_ctx`): the README's Raspberry Pi section says what fits in which board.
@@ -79,40 +81,50 @@ def prepare_load(files: ModelFiles, options: LoadOptions) -> LoadOptions:
     return options
 
 
+def open_vision(mmproj: Path | None, text_model: Any, options: VisionOptions, profile_name: str) -> Any:
+    """The model's vision encoder: opened now, or (transient_mmproj) when a prompt's first crop comes."""
+    from lfm_edge.native.vision import VisionEncoder
+
+    if mmproj is None:
+        return None
+    if profile_named(profile_name).transient_mmproj:
+        return TransientVisionEncoder(mmproj, text_model, options)
+    return VisionEncoder(mmproj, text_model, options)
+
+
 def adjust_model(model: Model, profile_name: str) -> None:
     """Applies the parts of a profile that act on a loaded model: the mmproj's lifetime, the snapshots kept."""
     profile = profile_named(profile_name)
     if profile.max_snapshots is not None:
         model.engine.max_snapshots = profile.max_snapshots
-    if profile.transient_mmproj and model.vision is not None and model.files.mmproj is not None:
-        from lfm_edge.native.vision import VisionOptions
-
-        options = VisionOptions(n_threads=model.text.options.n_threads or _threads(), use_gpu=False)
-        model.vision.close()  # it was opened once at load: the file is a valid mmproj for this model
-        transient = TransientVisionEncoder(model.files.mmproj, model.text.model, options)
-        model.vision = transient  # type: ignore[assignment]
-        model.prompts = _releasing_builder(model, transient)
+    if isinstance(model.vision, TransientVisionEncoder):
+        model.prompts = _releasing_builder(model, model.vision)
 
 
-def _threads() -> int:
-    from lfm_edge.native.cpu import default_threads
-
-    return default_threads()
+# LFM2-VL crops hold at most 256 image tokens (tiles 512x512, thumbnails within max_image_tokens, 256 by default):
+# mtmd's compute buffer is sized for that, and grown for a crop above it (larger max_image_tokens knobs).
+TRANSIENT_MAX_IMAGE_TOKENS = 256
 
 
 class TransientVisionEncoder:
-    """A VisionEncoder opened on the first crop it is given and freed by release()."""
+    """A VisionEncoder opened on the first crop it is given and freed by release(). The mmproj GGUF's metadata was
+    checked against the text model at load (check_pair), so a wrong file still fails there."""
 
     def __init__(self, mmproj: Path, text_model: Any, options: VisionOptions) -> None:
-        self._args = (mmproj, text_model, options)
+        self._mmproj, self._text_model = mmproj, text_model
+        self._options = dataclasses.replace(options, max_image_tokens=TRANSIENT_MAX_IMAGE_TOKENS)
         self._encoder: VisionEncoder | None = None
         self.loads = 0  # how many times the mmproj was opened (tests, benchmarks)
 
     def encode(self, crop: Any) -> Any:
+        tokens = (crop.shape[0] // 32) * (crop.shape[1] // 32)  # LFM2-VL: 16 px patches, 2x2 pixel unshuffle
+        if tokens > self._options.max_image_tokens:
+            self.release()
+            self._options = dataclasses.replace(self._options, max_image_tokens=tokens)
         if self._encoder is None:
             from lfm_edge.native.vision import VisionEncoder
 
-            self._encoder = VisionEncoder(*self._args)
+            self._encoder = VisionEncoder(self._mmproj, self._text_model, self._options)
             self.loads += 1
         return self._encoder.encode(crop)
 

@@ -40,7 +40,7 @@ def test_low_memory_frees_the_mmproj_after_each_prompt(
     text, _ = converted("official-2.5", "f16")
     with lfm_edge.load(text, profile="low-memory", n_ctx=4096, n_threads=2) as model:
         vision = model.vision
-        assert isinstance(vision, profiles.TransientVisionEncoder) and not vision.is_open
+        assert isinstance(vision, profiles.TransientVisionEncoder) and not vision.is_open and vision.loads == 0
         assert model.engine.max_snapshots == 0 and model.text.options.n_batch == 256
         # The tiny model's heads are 16 wide: llama.cpp's Q8_0 blocks (32) do not fit them, F16 is kept
         assert model.text.options.kv_cache_type is None and "using F16" in caplog.text

@@ -29,6 +29,8 @@ class VisionOptions:
     n_threads: int = 4
     use_gpu: bool = False
     flash_attention: bool | None = None  # None: mtmd's default (auto; on for CPU), as llama-mtmd-cli
+    # mtmd sizes (and at init briefly touches, ~96 MB for 4096) its compute buffer for this many image tokens
+    max_image_tokens: int = _NO_RESIZE_MAX_TOKENS
 
 
 class VisionEncoder:
@@ -45,7 +47,7 @@ class VisionEncoder:
         if options.flash_attention is not None:
             params.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attention else 0
         params.image_min_tokens = _NO_RESIZE_MIN_TOKENS
-        params.image_max_tokens = _NO_RESIZE_MAX_TOKENS
+        params.image_max_tokens = options.max_image_tokens
         self._n_embd = int(lc.llama_model_n_embd(text_model))
         self._ctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), text_model, params)
         if not self._ctx:

@@ -67,10 +67,9 @@ mount_root() {
   cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$root/etc/ssl/certs/ca-certificates.crt"
 }
 
-in_root() {  # a command in the root with a clean environment (the host's PIP_* or proxy settings stay out);
-  # QEMU_CPU is kept: qemu reads it again at every exec of an arm64 binary
-  chroot "$root" /usr/bin/env -i PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
-    ${QEMU_CPU:+QEMU_CPU=$QEMU_CPU} "$@"
+in_root() {  # a command in the root, with the host's environment (proxy, pip and CA settings; QEMU_CPU, which
+  # qemu reads again at every exec of an arm64 binary) and the venv first on PATH
+  chroot "$root" /usr/bin/env PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "$@"
 }
 
 unmount_root() {
@@ -84,7 +83,6 @@ install_project() {  # the README's Raspberry Pi install, with the cross-built l
     | tar -xf - -C "$root/opt/lfm-edge"
   cp "$big/wheel-$(board_of "${cpus%% *}")"/*linux_aarch64.whl "$root/opt/wheels/"
   in_root /bin/bash -c "test -x /opt/venv/bin/python || python3 -m venv /opt/venv
-    /opt/venv/bin/pip install --quiet --upgrade pip
     /opt/venv/bin/pip install --quiet /opt/wheels/*.whl
     cd /opt/lfm-edge && /opt/venv/bin/pip install --quiet '.[synthetic,server]' pytest hypothesis openai"
 }
