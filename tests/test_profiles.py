@@ -34,9 +34,7 @@ def test_low_memory_context_settings() -> None:
         profiles.profile_named("tiny")
 
 
-def test_low_memory_frees_the_mmproj_after_each_prompt(
-    converted: Converted, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_low_memory_frees_the_mmproj_after_each_prompt(converted: Converted, caplog: pytest.LogCaptureFixture) -> None:
     text, _ = converted("official-2.5", "f16")
     with lfm_edge.load(text, profile="low-memory", n_ctx=4096, n_threads=2) as model:
         vision = model.vision
