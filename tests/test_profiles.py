@@ -3,6 +3,7 @@ check that refuses a model too large for the machine before llama.cpp allocates 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def test_low_memory_context_settings() -> None:
 
 
 def test_low_memory_frees_the_mmproj_after_each_prompt(converted: Converted, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)  # the CLI tests before may have raised the root level (`lfm-edge -q`)
     text, _ = converted("official-2.5", "f16")
     with lfm_edge.load(text, profile="low-memory", n_ctx=4096, n_threads=2) as model:
         vision = model.vision
@@ -85,6 +87,7 @@ def test_memory_check_refuses_what_cannot_fit(tmp_path: Path) -> None:
 
 
 def test_memory_check_warns_when_only_swap_holds_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
     files = _files(tmp_path, 300, 100)
     profiles.check_memory(files, ContextOptions(), MEMINFO.format(avail=500 * 1024, swap=512 * 1024))
     assert "it will swap" in caplog.text
