@@ -207,3 +207,26 @@ SOAK_SECONDS ?= 30
 soak: venv
 	test -f $(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf || $(MAKE) demo
 	$(PY) -m benchmarks.soak_server $(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf --clients $(CLIENTS) --seconds $(SOAK_SECONDS)
+
+# lfm_edge on arm64 Debian bookworm under qemu-user, as a Pi 4 (cortex-a72) and a Pi 5 (cortex-a76): llama.cpp
+# cross-compiled with the README's Pi flags, the rest installed the README's way in a debootstrap root; convert,
+# quantize, run, tools, detect, serve, a GGUF written on x86, a test subset. Needs root and the apt packages of
+# tools/pi/pi_check.sh. Timings in build/pi/pi-check.json. PI_CPUS=cortex-a72 runs one CPU model.
+.PHONY: pi-check
+pi-check: venv
+	nice tools/pi/pi_check.sh
+
+# The low-memory profile against the default: peak RSS, TTFT and decode speed describing a 1920x1080 image at n_ctx
+# 4096 and a 512x512 one at n_ctx 2048 (goals 450 / 350 MB), each of the profile's choices alone, and its effect on
+# an image prompt's logits; full-size synthetic model, Q4_0 text + Q8_0 mmproj. Writes bench/pi_profile.json and
+# bench/pi_fidelity.json. PI_BENCH_FLAGS=--no-extra-buffers where llama.cpp's AMX/repack path crashes.
+PI_FULL := build/pi-full
+.PHONY: bench-pi-profile
+bench-pi-profile: venv
+	test -f $(PI_FULL)/q/LFM2.5-VL-450M-Q4_0.gguf || ($(VENV)/bin/lfm-edge synthetic $(PI_FULL)/LFM2.5-VL-450M \
+		--size full --force && $(VENV)/bin/lfm-edge quantize $(PI_FULL)/LFM2.5-VL-450M --types Q4_0 \
+		--mmproj-types Q8_0 --no-report --outdir $(PI_FULL)/q --force)
+	$(PY) -m benchmarks.bench_pi_profile $(PI_FULL)/q/LFM2.5-VL-450M-Q4_0.gguf \
+		$(PI_FULL)/q/mmproj-LFM2.5-VL-450M-Q8_0.gguf $(PI_BENCH_FLAGS)
+	$(PY) -m benchmarks.bench_pi_fidelity $(PI_FULL)/q/LFM2.5-VL-450M-Q4_0.gguf \
+		$(PI_FULL)/q/mmproj-LFM2.5-VL-450M-Q8_0.gguf $(PI_BENCH_FLAGS)

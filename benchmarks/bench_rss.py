@@ -2,6 +2,7 @@
 <= 450 MB). Its own process, so ru_maxrss is this workload's alone; prints one JSON object.
 
     python -m benchmarks.bench_rss TEXT_GGUF --mmproj MMPROJ_GGUF [--image IMG] [--n-ctx 4096] [--threads N]
+        [--profile low-memory]
 
 The default image is synthetic and deterministic (a photo-like gradient with shapes, written by a child process).
 Besides the peak, the resident set after each stage (imports, load, the described image) shows where the memory goes.
@@ -61,20 +62,36 @@ def describe(args: argparse.Namespace, image: Path) -> dict[str, Any]:
     stages: dict[str, float | None] = {"imports": resident_mb()}
     context = ContextOptions(n_ctx=args.n_ctx, n_threads=args.threads)
     started = time.perf_counter()
-    with api.load(args.text, api.LoadOptions(context=context, mmproj=args.mmproj)) as model:
+    load_options = api.LoadOptions(context=context, mmproj=args.mmproj, profile=args.profile)
+    with api.load(args.text, load_options) as model:
         load_s = time.perf_counter() - started
         stages["loaded"] = resident_mb()
         options = GenerationOptions(max_tokens=args.max_tokens, sampling=SamplingParams(temperature=0))
         completion = model.generate("Describe this image.", [image], options)
         stages["described"] = resident_mb()
+    timings = completion.timings
     return {"load_s": load_s, "prompt_tokens": completion.prompt_tokens, "resident_mb": stages,
-            "generated_tokens": completion.completion_tokens}  # fmt: skip
+            "generated_tokens": completion.completion_tokens, "ttft_s": timings.ttft_s,
+            "prefill_tok_s": timings.prefill_tok_s, "decode_tok_s": timings.decode_tok_s}  # fmt: skip
 
 
 def write_photo(path: Path, width: int, height: int) -> Path:
     """The synthetic photo as a JPEG (run by the caller, so that its arrays do not count in this process's peak)."""
     photo_like(width, height).save(path, quality=90)
     return path
+
+
+def _without_extra_buffers() -> None:
+    from llama_cpp import llama_cpp as lc
+
+    defaults = lc.llama_model_default_params
+
+    def params() -> Any:
+        chosen = defaults()
+        chosen.use_extra_bufts = False
+        return chosen
+
+    lc.llama_model_default_params = params
 
 
 def main() -> int:
@@ -85,7 +102,15 @@ def main() -> int:
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--profile", default="default", help="a load profile (lfm_edge.profiles.PROFILES)")
+    parser.add_argument(
+        "--no-extra-buffers",
+        action="store_true",
+        help="load without llama.cpp's extra CPU buffer types (repack, AMX): a workaround for builds that crash there",
+    )
     args = parser.parse_args()
+    if args.no_extra_buffers:
+        _without_extra_buffers()
     with tempfile.TemporaryDirectory(prefix="lfm-edge-rss-") as folder:
         image = args.image
         if image is None:

@@ -103,6 +103,7 @@ class Engine:
         n_seq = int(getattr(text.options, "n_seq", 1))
         self.slots = [Slot(seq) for seq in range(n_seq)]
         self._snapshots: list[_Snapshot] = []
+        self.max_snapshots = _MAX_SNAPSHOTS  # 0: none (the low-memory profile)
         self._tick = 0
         self._current = self.slots[0]
         from lfm_edge.batching import Batcher
@@ -266,9 +267,12 @@ class Engine:
             index = run
 
     def _remember_snapshot(self, slot: Slot) -> None:
+        if self.max_snapshots <= 0:  # the low-memory profile keeps none
+            self._snapshots = []
+            return
         kept = [s for s in self._snapshots if s.units != slot.evaluated]
         kept.append(_Snapshot(list(slot.evaluated), self.text.save_state(slot.seq)))
-        while len(kept) > 1 and (len(kept) > _MAX_SNAPSHOTS or sum(len(s.state) for s in kept) > SNAPSHOT_BUDGET_BYTES):
+        while len(kept) > 1 and (len(kept) > self.max_snapshots or _total_bytes(kept) > SNAPSHOT_BUDGET_BYTES):
             kept.pop(0)
         self._snapshots = kept
 
@@ -304,6 +308,10 @@ class Engine:
             cursor.settle()  # as a reply cut at max_tokens: fully in the context
         finally:
             cursor.close()
+
+
+def _total_bytes(snapshots: list[_Snapshot]) -> int:
+    return sum(len(snapshot.state) for snapshot in snapshots)
 
 
 def _key_only(unit: tuple[str, int]) -> ImageBlock:

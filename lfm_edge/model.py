@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lfm_edge.engine import Engine
 from lfm_edge.errors import ModelError
@@ -26,12 +26,14 @@ from lfm_edge.mmproj import check_pair, read_gguf_metadata
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel, default_threads
 from lfm_edge.parse import Detection, detection_prompt, parse_detections
+from lfm_edge.profiles import adjust_model, open_vision, prepare_load
 from lfm_edge.prompt import ChatTemplate, RenderOptions
 from lfm_edge.resolve import ModelFiles, resolve
 from lfm_edge.settings_source import resolve_settings
 from lfm_edge.vision import CropEncoder
 from lfm_edge.vision.backends import DEFAULT_BACKEND, EncoderRequest, open_encoder
 from lfm_edge.vision.cache import EmbeddingCache, default_cache_dir
+from lfm_edge.vision.mtmd import VisionOptions
 from lfm_edge.vision.store import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ class LoadOptions:
     image_cache_bytes: int = DEFAULT_MAX_BYTES
     vision_backend: str = "auto"  # "auto" | "mtmd" | "onnx" (see Model._open_vision)
     vision_onnx: str | Path | None = None  # a vision ONNX file (default: found beside the mmproj)
+    profile: str = "default"  # lfm_edge.profiles.PROFILES: "default" or "low-memory"
 
     @property
     def image_cache_folder(self) -> Path | None:
@@ -69,18 +72,26 @@ class LoadOptions:
 
 
 def load(
-    model: str | Path, options: LoadOptions | None = None, *, cache_dir: str | Path | bool | None = None, **context: Any
+    model: str | Path,
+    options: LoadOptions | None = None,
+    *,
+    cache_dir: str | Path | bool | None = None,
+    profile: str | None = None,
+    **context: Any,
 ) -> Model:
     """Loads a text GGUF and its mmproj. `context` keywords (n_ctx, n_threads, n_gpu_layers, ...) fill
-    ContextOptions when no LoadOptions is given. `cache_dir`: see LoadOptions."""
+    ContextOptions when no LoadOptions is given. `cache_dir`: see LoadOptions; `profile` ("low-memory") overrides
+    LoadOptions.profile."""
     if options is None:
         options = LoadOptions(context=ContextOptions(**context), cache_dir=cache_dir)
     elif cache_dir is not None:
         options = dataclasses.replace(options, cache_dir=cache_dir)
     elif context:
         raise TypeError("pass either LoadOptions or context keywords, not both")
+    if profile is not None:
+        options = dataclasses.replace(options, profile=profile)
     files = resolve(model, mmproj=options.mmproj, quant=options.quant)
-    return Model(files, options)
+    return Model(files, prepare_load(files, options))  # the profile's settings, then the memory check
 
 
 class Model:
@@ -107,6 +118,7 @@ class Model:
         from lfm_edge.conversation import PromptBuilder
 
         self.prompts = PromptBuilder(self.template, self.text, self.vision, cache)
+        adjust_model(self, options.profile)  # the profile's mmproj lifetime and snapshot count
 
     def _embedding_cache(self, options: LoadOptions) -> EmbeddingCache | None:
         if self.vision is None:
@@ -117,6 +129,10 @@ class Model:
         if files.mmproj is None:
             return None
         threads = self.text.options.n_threads or default_threads()
+        transient = open_vision(files.mmproj, self.text.model, VisionOptions(threads, options.mmproj_on_gpu),
+                                options.profile, transient_only=True)  # fmt: skip
+        if transient is not None:  # low-memory: mtmd opened per prompt, freed after encoding
+            return cast(CropEncoder, transient)
         if options.vision_backend in ("auto", "onnx"):  # ONNX Runtime when asked, or (auto) when its file is beside
             from lfm_edge.vision.onnx import VisionRequest, choose_encoder
 

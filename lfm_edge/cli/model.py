@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -46,7 +46,20 @@ _MODEL_OPTIONS = [
         "vision-*.onnx sits beside the mmproj).",
     ),
     click.option("--vision-onnx", type=click.Path(dir_okay=False, path_type=Path), help="Vision ONNX file to use."),
+    click.option(
+        "--profile",
+        type=click.Choice(["default", "low-memory"]),
+        default="default",
+        show_default=True,
+        help="Load profile; low-memory: 1 GB / 512 MB boards (README: Raspberry Pi).",
+    ),
+    click.option("--low-memory", is_flag=True, help="Same as --profile low-memory."),
 ]
+PROMPT_FILE = click.option(
+    "--prompt-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the prompt from this file ('-': stdin) instead of the PROMPT argument.",
+)
 _GENERATION_OPTIONS = [
     click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1)),
     click.option("--temperature", default=0.1, show_default=True, type=float, help="0 = greedy."),
@@ -95,7 +108,26 @@ def open_model(model: str, kw: dict[str, Any]) -> Any:
         vision_backend=kw.get("vision_backend", "auto"),
         vision_onnx=kw.get("vision_onnx"),
     )
-    return load(model, options)
+    return load(model, options, profile="low-memory" if kw.get("low_memory") else kw.get("profile"))
+
+
+def read_prompt(prompt: str | None, prompt_file: TextIO | None, name: str = "PROMPT") -> str:
+    """The prompt given as an argument, as `-` (stdin, as llm and ollama read it) or with --prompt-file: one
+    longer than a command line can hold. Trailing newlines are dropped (`echo` and heredocs add one)."""
+    if prompt_file is not None and prompt is not None:
+        raise click.UsageError(f"give {name} or --prompt-file, not both")
+    source = prompt_file if prompt_file is not None else sys.stdin if prompt == "-" else None
+    if source is None:
+        if prompt is None:
+            raise click.UsageError(f"missing {name}: pass it, '-' to read it from stdin, or --prompt-file FILE")
+        return prompt
+    try:
+        text = source.read().rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(f"the prompt is not UTF-8 text ({exc})") from exc
+    if not text.strip():
+        raise click.UsageError(f"the {name} read from {'stdin' if source is sys.stdin else source.name} is empty")
+    return text
 
 
 def generation(kw: dict[str, Any]) -> GenerationOptions:
@@ -138,17 +170,21 @@ def timings_line(completion: Completion) -> str:
 
 @click.command()
 @click.argument("model")
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming text.")
+@PROMPT_FILE
 @model_options
 @generation_options
 @click.pass_context
 @friendly_errors
-def run(ctx: click.Context, /, model: str, prompt: str, images: tuple[str, ...], as_json: bool, **kw: Any) -> None:
-    """Answer one PROMPT (optionally about --image files), streaming the text to stdout."""
+def run(
+    ctx: click.Context, /, model: str, prompt: str | None, images: tuple[str, ...], as_json: bool, **kw: Any
+) -> None:
+    """Answer one PROMPT (optionally about --image files), streaming the text to stdout. PROMPT `-` reads stdin."""
+    text = read_prompt(prompt, kw.pop("prompt_file"))
     with open_model(model, kw) as loaded:
-        stream = loaded.stream(prompt, list(images), generation(kw), **image_knobs(kw))
+        stream = loaded.stream(text, list(images), generation(kw), **image_knobs(kw))
         for piece in stream:
             if not as_json:
                 click.echo(piece, nl=False)
@@ -164,14 +200,19 @@ def run(ctx: click.Context, /, model: str, prompt: str, images: tuple[str, ...],
 @click.command()
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--prompt", default="Describe this image.", show_default=True)
+@click.option(
+    "--prompt", default=None, help="The question for every image ('-': stdin)  [default: Describe this image.]"
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per image (JSONL).")
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 64), help="Images captioned at once.")
+@PROMPT_FILE
 @model_options
 @generation_options
 @friendly_errors
-def caption(model: str, images: tuple[str, ...], prompt: str, as_json: bool, **kw: Any) -> None:
+def caption(model: str, images: tuple[str, ...], prompt: str | None, as_json: bool, **kw: Any) -> None:
     """Describe each image (batch): `path: caption` lines in input order, or JSONL with --json."""
+    prompt_file = kw.pop("prompt_file")
+    prompt = read_prompt(prompt, prompt_file, "--prompt") if prompt or prompt_file else "Describe this image."
     with open_model(model, kw) as loaded:
         completions = loaded.caption_many(list(images), prompt, generation(kw), **image_knobs(kw))
         for image, completion in zip(images, completions, strict=True):

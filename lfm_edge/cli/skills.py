@@ -10,12 +10,21 @@ from typing import Any
 import click
 
 from lfm_edge.cli.errors import friendly_errors
-from lfm_edge.cli.model import generation, generation_options, image_knobs, model_options, open_model
+from lfm_edge.cli.model import (
+    PROMPT_FILE,
+    generation,
+    generation_options,
+    image_knobs,
+    model_options,
+    open_model,
+    read_prompt,
+)
 
 
 @click.command()
 @click.argument("model")
-@click.argument("prompt")
+@click.argument("prompt", required=False)
+@PROMPT_FILE
 @click.option(
     "--tools",
     "tools_file",
@@ -27,10 +36,12 @@ from lfm_edge.cli.model import generation, generation_options, image_knobs, mode
 @model_options
 @generation_options
 @friendly_errors
-def tools(model: str, prompt: str, tools_file: Path, system: str | None, **kw: Any) -> None:
-    """Ask PROMPT with tools available; print the reply as JSON: content, OpenAI-shaped tool_calls, errors."""
+def tools(model: str, prompt: str | None, tools_file: Path, system: str | None, **kw: Any) -> None:
+    """Ask PROMPT with tools available; print the reply as JSON: content, OpenAI-shaped tool_calls, errors.
+    PROMPT `-` reads stdin."""
     from lfm_edge.errors import ConfigError
 
+    prompt = read_prompt(prompt, kw.pop("prompt_file"))
     try:
         declared = json.loads(tools_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -60,7 +71,9 @@ def tools(model: str, prompt: str, tools_file: Path, system: str | None, **kw: A
 @generation_options
 @friendly_errors
 def detect(model: str, image: str, query: str, draw: Path | None, as_json: bool, **kw: Any) -> None:
-    """Find QUERY in IMAGE (the model card's grounding prompt); boxes in pixels of the original image."""
+    """Find QUERY in IMAGE (the model card's grounding prompt); boxes in pixels of the original image.
+    QUERY `-` reads stdin."""
+    query = read_prompt(query, None, "QUERY")
     with open_model(model, kw) as loaded:
         options = generation(kw) if kw["max_tokens"] != 512 else None
         detection = loaded.detect(image, query, options, **image_knobs(kw))

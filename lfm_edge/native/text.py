@@ -8,6 +8,7 @@ keep snapshots (`save_state` / `load_state`, llama_state_seq_*) where they may w
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import time
@@ -58,8 +59,11 @@ class ContextOptions:
     # llama.cpp's extra weight layouts (CPU_REPACK, AMX): None = on, except where ggml's AMX kernels would run
     # (see _extra_buffers); True/False force them.
     extra_buffers: bool | None = None
+    kv_cache_type: str | None = None  # "f16" (None: llama.cpp's default), "q8_0", "q4_0", "f32" (profiles.py)
 
     def __post_init__(self) -> None:
+        if self.kv_cache_type not in (None, "f16", "q8_0", "q4_0", "f32"):
+            raise ConfigError(f"unknown KV cache type {self.kv_cache_type!r}: use f16, q8_0, q4_0 or f32")
         _check_int("n_seq", self.n_seq, 1, 64, "sequences (slots) held at once")
         _check_int("n_ctx", self.n_ctx, 16, _MAX_N_CTX, "the context size in tokens")
         if self.n_threads is not None:
@@ -172,6 +176,11 @@ class TextModel:
                 f"load with n_ctx <= {n_ctx_train}"
             )
         self._handles.ctx = lc.llama_init_from_model(self._handles.model, self._context_params())
+        if not self._handles.ctx and self.options.kv_cache_type not in (None, "f16", "f32"):
+            # quantized K/V need head sizes divisible by the block (32): e.g. the tiny test model's 16 is not
+            log.warning("llama.cpp refused a %s KV cache for %s: using F16", self.options.kv_cache_type, path.name)
+            self.options = dataclasses.replace(self.options, kv_cache_type=None)
+            self._handles.ctx = lc.llama_init_from_model(self._handles.model, self._context_params())
         if not self._handles.ctx:
             self.close()
             raise ModelError(f"llama.cpp could not create a context of {self.options.n_ctx} tokens for {path}")
@@ -223,6 +232,8 @@ class TextModel:
         params.no_perf = True
         if self.options.flash_attention is not None:
             params.flash_attn_type = 1 if self.options.flash_attention else 0
+        if self.options.kv_cache_type is not None:
+            params.type_k = params.type_v = int(getattr(lc, f"GGML_TYPE_{self.options.kv_cache_type.upper()}"))
         if self.options.parity:
             params.flash_attn_type = 0
             params.type_k = params.type_v = lc.GGML_TYPE_F32

@@ -40,6 +40,8 @@ class VisionOptions:
     n_threads: int = 4
     use_gpu: bool = False
     flash_attention: bool | None = None  # None: mtmd's default (auto; on for CPU), as llama-mtmd-cli
+    # mtmd sizes (and at init briefly touches, ~96 MB for 4096) its compute buffer for this many image tokens
+    max_image_tokens: int = _NO_RESIZE_MAX_TOKENS
 
 
 def _free_in(pid: int, ctx: mtmd.mtmd_context_p) -> None:
@@ -73,7 +75,7 @@ class VisionEncoder:
         if options.flash_attention is not None:
             params.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attention else 0
         params.image_min_tokens = _NO_RESIZE_MIN_TOKENS
-        params.image_max_tokens = _NO_RESIZE_MAX_TOKENS
+        params.image_max_tokens = options.max_image_tokens
         self._n_embd = int(lc.llama_model_n_embd(text_model))
         self._ctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), text_model, params)
         if not self._ctx:
@@ -86,11 +88,7 @@ class VisionEncoder:
     @property
     def identity(self) -> str:
         if self._identity is None:
-            options = self._options
-            self._identity = (
-                f"mtmd:{file_digest(self._mmproj)}:llama-cpp-python {llama_cpp.__version__}:"
-                f"fa={options.flash_attention}:gpu={options.use_gpu}"
-            )
+            self._identity = mtmd_identity(self._mmproj, self._options)
         return self._identity
 
     def close(self) -> None:
@@ -138,6 +136,14 @@ class VisionEncoder:
             values = np.ctypeslib.as_array(output, shape=(n_tokens * self._n_embd,))
             return values.reshape(n_tokens, self._n_embd).copy()
         raise ModelError("mtmd produced no image chunk for the crop")
+
+
+def mtmd_identity(mmproj: Path, options: VisionOptions) -> str:
+    """What the embeddings of a crop through mtmd depend on: the mmproj's bytes, the llama.cpp build, its options."""
+    return (
+        f"mtmd:{file_digest(mmproj)}:llama-cpp-python {llama_cpp.__version__}:"
+        f"fa={options.flash_attention}:gpu={options.use_gpu}"
+    )
 
 
 def open_mtmd(request: EncoderRequest) -> VisionEncoder:
