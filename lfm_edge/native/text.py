@@ -69,6 +69,8 @@ class ContextOptions:
         if self.n_threads is not None:
             _check_int("n_threads", self.n_threads, 1, 1024, "None = one per physical core")
         _check_int("n_batch", self.n_batch, 1, _MAX_N_CTX, "tokens evaluated per llama_decode call")
+        if self.n_batch < self.n_seq:  # llama.cpp aborts (GGML_ASSERT n_outputs_max) when a batch is narrower
+            raise ConfigError(f"n_batch={self.n_batch} must be >= n_seq={self.n_seq}: raise n_batch or lower n_seq")
         _check_int("n_gpu_layers", self.n_gpu_layers, -(2**31), 2**31 - 1, "negative = all, 0 = none")
         _check_int("main_gpu", self.main_gpu, 0, 1024, "the GPU index")
         for name in ("flash_attention", "mmap", "extra_buffers"):
