@@ -8,6 +8,7 @@ for piece in model.stream("Describe this image.", images=["photo.jpg"]):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -149,9 +150,11 @@ class Model:
     def close(self) -> None:
         """Frees the model now (a Model dropped without close() is freed by the garbage collector); later calls on
         it, its chats or its streams raise ModelClosedError. Waits for a generation step in another thread."""
-        with self.engine.lock:
-            if self.vision is not None:
-                self.vision.close()
+        engine = getattr(self, "engine", None)  # None: __init__ failed before the engine existed
+        with engine.lock if engine is not None else contextlib.nullcontext():
+            vision = getattr(self, "vision", None)
+            if vision is not None:
+                vision.close()
             self.text.close()
 
     @property

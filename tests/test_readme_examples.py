@@ -54,6 +54,9 @@ def folder(converted: Callable[..., tuple[Path, Path]], tmp_path_factory: pytest
     shutil.copy(mmproj, where / "mmproj-model-f16.gguf")
     shutil.copy(IMAGES / "photo_336x240.png", where / "photo.jpg")  # one crop: the random model rambles
     shutil.copy(IMAGES / "photo_336x240.png", where / "statue_of_liberty.jpg")  # Pillow reads by content
+    (where / "frames").mkdir()  # the watch example's folder of images
+    for index in range(2):
+        shutil.copy(IMAGES / "photo_336x240.png", where / "frames" / f"{index:03d}.png")
     for name in ("processor_config.json", "chat_template.jinja"):
         shutil.copy(CHECKPOINT_FILES / name, where / name)
     return where
@@ -78,9 +81,9 @@ def test_example_runs(
     monkeypatch.chdir(folder)
     generate = lfm_edge.model.run_generation
 
-    def capped(engine: Any, items: Any, options: Any, started: float | None = None) -> Any:
+    def capped(engine: Any, items: Any, options: Any, *rest: Any) -> Any:
         return generate(
-            engine, items, dataclasses.replace(options, max_tokens=min(options.max_tokens, MAX_TOKENS)), started
+            engine, items, dataclasses.replace(options, max_tokens=min(options.max_tokens, MAX_TOKENS)), *rest
         )
 
     monkeypatch.setattr(lfm_edge.model, "run_generation", capped)
