@@ -130,11 +130,16 @@ def test_chat_streams_the_answer_and_shows_its_timings(server: RunningServer, br
         new MutationObserver(() => {
           const texts = document.querySelectorAll('.message.assistant .text');
           if (texts.length) window.__lengths.add(texts[texts.length - 1].textContent.length);
-        }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});"""
+        }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});
+        // Whether Stop was offered while the answer streamed (a fast answer may end between two polls).
+        window.__stopSeen = false;
+        new MutationObserver(() => {
+          if (!document.getElementById('stop').hidden) window.__stopSeen = true;
+        }).observe(document.getElementById('stop'), {attributes: true});"""
     )
     _send(browser, "Say hello.")
-    wait_for(browser, lambda d: visible(d, "stop"))
     wait_for(browser, _answered)
+    assert browser.execute_script("return window.__stopSeen"), "Stop was never offered while the answer streamed"
     lengths = browser.execute_script("return [...window.__lengths].filter(n => n > 0).length")
     assert lengths >= 2, "the answer arrived in one piece, not streamed"
     timings = driver_text(browser, ".message.assistant .timings")
