@@ -196,8 +196,9 @@ class Model:
         return self.complete(self.stream(prompt, images, options, **knobs))
 
     def complete(self, stream: TextStream) -> Completion:
-        """Reads `stream` to its end. Concurrent callers are decoded together in one batch, up to one per slot
-        (ContextOptions.n_seq); more wait their turn (with one slot: one at a time)."""
+        """Reads `stream` to its end. Concurrent callers are served together, up to one per slot
+        (ContextOptions.n_seq), each step decoding them in turn (batching.MULTI_SEQUENCE_STEPS); more
+        wait their turn."""
         if len(self.engine.slots) == 1:
             with self.engine.lock:
                 stream.text()
@@ -214,7 +215,7 @@ class Model:
 
     def caption_many(self, images: Sequence[Any], prompt: str = CAPTION_PROMPT,
                      options: GenerationOptions | None = None, **knobs: Any) -> list[Completion]:  # fmt: skip
-        """Captions of `images`, in order, generated n_seq at a time (decoded together; each image is encoded
+        """Captions of `images`, in order, generated n_seq at a time (stepped together; each image is encoded
         between decode steps). The first error is raised once the others have finished."""
         if not images:
             return []

@@ -95,7 +95,7 @@ def open_model(model: str, kw: dict[str, Any]) -> Any:
         n_threads=kw["threads"],
         n_gpu_layers=kw["n_gpu_layers"],  # negative: all layers (llama.cpp)
         flash_attention=kw.get("flash_attn"),
-        n_seq=kw.get("parallel") or ContextOptions.n_seq,  # slots: generations decoded together
+        n_seq=kw.get("parallel") or ContextOptions.n_seq,  # slots: generations served at once
     )
     cache = kw.get("image_cache")
     options = LoadOptions(
