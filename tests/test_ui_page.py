@@ -249,7 +249,8 @@ def test_the_browser_camera_is_captioned_one_frame_at_a_time(server: RunningServ
     set_field(browser, "max_image_tokens", "64")
     set_field(browser, "max_tokens", "6")
     by_id(browser, "cam-start").click()
-    wait_for(browser, lambda d: text_of(d, "cam-stats").startswith("3 captions"))
+    # At least 3 captions (a fast model can move the count past 3 between two polls).
+    wait_for(browser, lambda d: _captions_counted(text_of(d, "cam-stats")) >= 3)
     screenshot(browser, "live-camera")
     by_id(browser, "cam-stop").click()
     assert not visible(browser, "cam-video") and visible(browser, "cam-start")
@@ -260,6 +261,12 @@ def test_the_browser_camera_is_captioned_one_frame_at_a_time(server: RunningServ
     corner = np.asarray(picture)[:20, :20].reshape(-1, 3).mean(axis=0)
     assert np.allclose(corner, CLIP_RGB, atol=25), f"the frame sent is not the fake camera's: {corner}"
     assert text_of(browser, "cam-caption")
+
+
+def _captions_counted(stats: str) -> int:
+    """The count at the start of the camera's stats line ("N captions ...")."""
+    first = stats.split(" ", 1)[0]
+    return int(first) if first.isdigit() else 0
 
 
 def test_nothing_came_from_another_origin_and_the_policy_blocked_nothing(
