@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 
 import lfm_edge.model as api
-from lfm_edge.engine import ImageBlock
 from lfm_edge.native.text import ContextOptions
-from lfm_edge.prompt import RenderOptions
 from lfm_edge.vision import CropEncoder
 from lfm_edge.vision import onnx_meta as meta
 from lfm_edge.vision.onnx import OnnxCropEncoder, OnnxOptions
 from tests.conftest import GOLDENS, MODEL_INDEX, OnnxFiles, model_cases
-from tests.test_image_prompts import _messages
+from tests.test_image_prompts import assert_prompt_matches_transformers
 
 FEATURE_BOUND = 1e-4  # fp32 graph vs transformers float32, max abs (measured <= 3e-6)
 LOGITS_BOUND = 1e-4  # last-position logits, F32 text GGUF + fp32 ONNX vision vs transformers: measured <= 9e-6
@@ -90,18 +88,7 @@ def test_image_prompt_through_onnx_matches_transformers(
 ) -> None:
     model = onnx_models(layout)
     assert isinstance(model.vision, OnnxCropEncoder)
-    entry = MODEL_INDEX["layouts"][layout]["cases"][case]
-    golden = np.load(GOLDENS / "model" / entry["npz"])
-    items = model.prompts.build(_messages(entry), RenderOptions(), model.settings)
-    ids: list[int] = []
-    for item in items:
-        ids.extend([396] * item.length if isinstance(item, ImageBlock) else [item])
-    assert ids == golden["input_ids"].tolist()
-    model.engine.reset()
-    model.engine.prefill(items)
-    logits = model.engine.logits()
-    assert float(np.abs(logits - golden["last_logits"]).max()) <= LOGITS_BOUND
-    assert int(np.argmax(logits)) == entry["argmax_last"]
+    assert_prompt_matches_transformers(model, layout, case, LOGITS_BOUND)
 
 
 def test_metadata_records_the_processor_and_the_source(onnx_converted: Callable[..., OnnxFiles]) -> None:
