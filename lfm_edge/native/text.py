@@ -24,6 +24,7 @@ from llama_cpp import llama_cpp as lc
 from lfm_edge.errors import ConfigError, ContextLengthError, ModelClosedError, ModelError
 from lfm_edge.native import cpu
 from lfm_edge.native.logs import route_native_logs
+from lfm_edge.native.repack import RepackOverrides, repack_overrides
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,14 @@ def _extra_buffers(options: ContextOptions) -> bool:
     return True
 
 
+def _repack_without_amx(path: Path, options: ContextOptions, extra_buffers: bool) -> RepackOverrides | None:
+    """Where the AMX guard turned extra buffers off (not the caller), a CPU-only model still gets CPU_REPACK weights,
+    by name (native/repack.py). Offloaded layers keep llama.cpp's own placement."""
+    if extra_buffers or options.extra_buffers is not None or options.n_gpu_layers != 0:
+        return None
+    return repack_overrides(path)
+
+
 def _load_mode(options: ContextOptions) -> int:
     """llama.cpp's CPU backend repacks Q4_0/Q8_0/IQ4_NL weights into interleaved copies at load time. A mapped file's
     pages of those tensors stay resident beside the copies (the Q4_0 text model: 427 MB resident after loading
@@ -164,7 +173,11 @@ class TextModel:
         model_params.main_gpu = self.options.main_gpu
         model_params.load_mode = _load_mode(self.options)
         model_params.use_extra_bufts = _extra_buffers(self.options)
+        overrides = _repack_without_amx(path, self.options, model_params.use_extra_bufts)
+        if overrides is not None:
+            model_params.tensor_buft_overrides = overrides.pointer
         self._handles.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
+        self.repacked_weights = len(overrides.names) if overrides is not None else 0
         if not self._handles.model:
             raise ModelError(f"llama.cpp could not load {path}: not a GGUF text model, or a truncated/corrupt file")
         self._vocab = lc.llama_model_get_vocab(self._handles.model)
