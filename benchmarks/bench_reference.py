@@ -27,6 +27,17 @@ MMPROJ = TEXT.with_name(f"mmproj-{TEXT.name}")
 THREADS = 2
 
 
+def amx_flags(tool: str) -> list[str]:
+    """Raw llama.cpp segfaults on quantized LFM2 files where ggml's AMX kernels are active (README, "Reliability"):
+    there it runs with weights as stored. Its `-ot` cannot name CPU_REPACK, so unlike lfm_edge it loses the repacked
+    layout too; both facts go in the results."""
+    from lfm_edge.native.text import amx_kernels_active
+
+    if not amx_kernels_active():
+        return []
+    return ["--repack", "0"] if tool == "llama-bench" else ["--no-repack"]
+
+
 def available() -> bool:
     return (BIN / "llama-bench").exists() and (BIN / "llama-mtmd-cli").exists()
 
@@ -34,7 +45,7 @@ def available() -> bool:
 def llama_bench(text: Path, threads: int, tokens: tuple[int, int] = (512, 128), repeat: int = 1) -> dict[str, Any]:
     """llama-bench's pp and tg tok/s (its own warm-up first) and its build commit; tokens = (prompt, generated)."""
     command = [str(BIN / "llama-bench"), "-m", str(text), "-p", str(tokens[0]), "-n", str(tokens[1]),
-               "-t", str(threads), "-r", str(repeat), "-o", "json"]  # fmt: skip
+               "-t", str(threads), "-r", str(repeat), "-o", "json", *amx_flags("llama-bench")]  # fmt: skip
     rows = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     figures: dict[str, Any] = {"build_commit": rows[0].get("build_commit", "")}
     for row in rows:
@@ -45,7 +56,8 @@ def llama_bench(text: Path, threads: int, tokens: tuple[int, int] = (512, 128), 
 def mtmd_slice_ms(text: Path, mmproj: Path, image: Path, threads: int) -> float:
     """llama-mtmd-cli's encode time of the image's slices (median of its log lines), one run."""
     command = [str(BIN / "llama-mtmd-cli"), "-m", str(text), "--mmproj", str(mmproj), "--image", str(image),
-               "-p", "Describe.", "-n", "1", "-t", str(threads), "--temp", "0", "-c", "4096"]  # fmt: skip
+               "-p", "Describe.", "-n", "1", "-t", str(threads), "--temp", "0", "-c", "4096",
+               *amx_flags("mtmd")]  # fmt: skip
     log = subprocess.run(command, check=True, capture_output=True, text=True, errors="replace")
     found = re.findall(r"(?:slice encoded|batch encoding done) in (\d+) ms", log.stdout + log.stderr)
     if not found:
@@ -58,7 +70,7 @@ def mtmd_describe(text: Path, mmproj: Path, image: Path, options: tuple[int, int
     n_ctx, threads, tokens = options
     command = [str(BIN / "llama-mtmd-cli"), "-m", str(text), "--mmproj", str(mmproj), "--image", str(image),
                "-p", "Describe this image.", "-n", str(tokens), "-c", str(n_ctx), "-t", str(threads),
-               "--temp", "0"]  # fmt: skip
+               "--temp", "0", *amx_flags("mtmd")]  # fmt: skip
     output = subprocess.run([sys.executable, "-m", "benchmarks.measure", *command], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout  # fmt: skip
     result: dict[str, Any] = json.loads(output)
