@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -222,8 +223,9 @@ def trim_heap() -> None:
         libc.malloc_trim(0)
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    name = ctypes.util.find_library("c")  # runs ldconfig: once per process
     return ctypes.CDLL(name, use_errno=True) if name and os.name == "posix" else None
 
 
