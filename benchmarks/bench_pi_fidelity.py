@@ -1,7 +1,7 @@
 """What the low-memory profile does to the answer: logits after an image prompt under the default and the low-memory
-profile (same files), on the full-size synthetic model. The ubatch size, the mmproj's lifetime and the snapshots do
-not change numbers; the Q8_0 KV cache does (tests/test_profiles.py checks the ubatch part on the tiny model, whose
-16-wide heads cannot hold a Q8_0 cache).
+profile (same files), on the full-size synthetic model. The profile keeps the F16 KV cache: its ubatch (128), mapped
+weights (no repacked copies where extra buffers would be on), the mmproj's lifetime and the snapshots should leave
+the logits within float rounding (tests/test_profiles.py checks the same on the tiny model).
 
     python -m benchmarks.bench_pi_fidelity TEXT_GGUF MMPROJ_GGUF [--image IMG] [--out bench/pi_fidelity.json]
 """

@@ -30,10 +30,14 @@ CONFIGS: dict[str, tuple[dict[str, Any], str, int]] = {  # the goals first: part
     "default 512x512 n_ctx 2048": ({}, "512x512", 2048),
     "low-memory 1920x1080 n_ctx 4096": ({"profile": "low-memory"}, "1920x1080", 4096),
     "default 1920x1080 n_ctx 4096": ({}, "1920x1080", 4096),
-    "only Q8_0 KV cache": ({"kv_cache_type": "q8_0"}, "1920x1080", 4096),
-    "only ubatch 256": ({"n_batch": 256}, "1920x1080", 4096),
+    "only text weights mapped, dropped while encoding": ({"mapped_weights": True}, "1920x1080", 4096),
     "only mmproj freed after encoding": ({"transient_mmproj": True}, "1920x1080", 4096),
-    "only no snapshots": ({"max_snapshots": 0}, "1920x1080", 4096),
+    "only ubatch 128": ({"n_batch": 128}, "1920x1080", 4096),
+    "low-memory with a Q8_0 KV cache": (
+        {"n_batch": 128, "transient_mmproj": True, "max_snapshots": 0, "mapped_weights": True, "kv_cache_type": "q8_0"},
+        "1920x1080",
+        4096,
+    ),
 }
 # Run inside the child: registers the configuration as a profile named "bench", then runs bench_rss.
 CHILD = """

@@ -2,25 +2,32 @@
 
     lfm_edge.load("model-Q4_0.gguf", profile="low-memory")      # lfm-edge run ... --low-memory
 
-`low-memory` (1 GB and 512 MB boards) trades some speed, and nothing of the answer's layout, for a smaller peak:
-  - a Q8_0 KV cache instead of F16 (half the cache's bytes; llama.cpp needs flash attention for a quantized V
-    cache, which it turns on by itself for the CPU);
-  - prefill in ubatches of 256 tokens instead of 512 (the text compute buffer is sized for one ubatch);
-  - the mmproj is opened when a prompt's images are encoded (not at load) and freed as soon as they are, so the
-    vision weights and the text model's compute buffer are never resident together (each new image reloads it:
-    load time); mtmd's compute buffer is sized for 256-token crops (LFM2-VL's largest by default) instead of 4096,
-    which removes a ~96 MB transient peak when it opens;
+`low-memory` (1 GB and 512 MB boards) trades some speed, and nothing of the answer, for a smaller peak: the text
+weights and the vision encoder are never resident together.
+  - the text weights are mapped from the GGUF, not copied, and llama.cpp's repacked copies (extra buffer types)
+    are off: their pages are clean page cache the kernel can drop (no swap needed), and this process drops them
+    (madvise) after loading and before the mmproj opens; the next decode maps them back (minor faults);
+  - the mmproj is opened when a prompt's images are encoded (not at load) and freed, heap trimmed, as soon as they
+    are, before the text model decodes them (each new image reloads it: its load time); mtmd's compute buffer is
+    sized for 256-token crops (LFM2-VL's largest by default) instead of 4096, which removes a ~96 MB transient;
+  - prefill in ubatches of 128 tokens instead of 512 (the text compute buffer is sized for one ubatch);
   - no state snapshots for prefix reuse (a follow-up that extends the last prompt still reuses it; one that edits
     earlier turns is evaluated again).
+The KV cache stays F16 (a Q8_0 cache halves it but moved image-prompt logits by up to 0.46: bench/pi_fidelity.json;
+`kv_cache_type="q8_0"` still asks for it).
 The context size is the caller's (`n_ctx`): the README's Raspberry Pi section says what fits in which board.
 Each choice's measured cost is in the README. The `default` profile changes nothing.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,11 +56,12 @@ class Profile:
     n_batch: int | None = None
     transient_mmproj: bool = False
     max_snapshots: int | None = None
+    mapped_weights: bool = False  # text weights mapped from the file, not copied; dropped while the mmproj is open
 
 
 PROFILES = {
     "default": Profile("default"),
-    "low-memory": Profile("low-memory", kv_cache_type="q8_0", n_batch=256, transient_mmproj=True, max_snapshots=0),
+    "low-memory": Profile("low-memory", n_batch=128, transient_mmproj=True, max_snapshots=0, mapped_weights=True),
 }
 
 
@@ -71,6 +79,11 @@ def context_for(profile: Profile, context: ContextOptions) -> ContextOptions:
         changes["kv_cache_type"] = profile.kv_cache_type
     if profile.n_batch is not None:
         changes["n_batch"] = min(context.n_batch, profile.n_batch)
+    if profile.mapped_weights and context.mmap is None and context.n_gpu_layers == 0:
+        # extra buffers would copy the Q4_0/Q8_0 tensors into anonymous, repacked memory that cannot be dropped
+        changes["mmap"] = True
+        if context.extra_buffers is None:
+            changes["extra_buffers"] = False
     return dataclasses.replace(context, **changes)
 
 
@@ -100,8 +113,14 @@ def adjust_model(model: Model, profile_name: str) -> None:
     profile = profile_named(profile_name)
     if profile.max_snapshots is not None:
         model.engine.max_snapshots = profile.max_snapshots
+    mapped = profile.mapped_weights and bool(model.text.options.mmap)
+    if mapped:
+        drop_mapped_pages(model.files.text)  # llama.cpp populates the whole mapping at load: unused until a decode
     if isinstance(model.vision, TransientVisionEncoder):
         model.prompts = _releasing_builder(model, model.vision)
+        if mapped:
+            text_file = model.files.text
+            model.vision.before_open = lambda: drop_mapped_pages(text_file)
 
 
 # LFM2-VL crops hold at most 256 image tokens (tiles 512x512, thumbnails within max_image_tokens, 256 by default):
@@ -119,6 +138,7 @@ class TransientVisionEncoder:
         self._encoder: VisionEncoder | None = None
         self._identity: str | None = None
         self.loads = 0  # how many times the mmproj was opened (tests, benchmarks)
+        self.before_open: Callable[[], object] | None = None  # mapped_weights: drops the text weights' pages
 
     @property
     def identity(self) -> str:
@@ -137,6 +157,8 @@ class TransientVisionEncoder:
         if self._encoder is None:
             from lfm_edge.vision.mtmd import VisionEncoder
 
+            if self.before_open is not None:
+                self.before_open()
             self._encoder = VisionEncoder(self._mmproj, self._text_model, self._options)
             self.loads += 1
         return self._encoder.encode(crop)
@@ -164,8 +186,47 @@ def _releasing_builder(model: Model, vision: TransientVisionEncoder) -> PromptBu
                 return super().build_timed(*args, **kwargs)
             finally:
                 vision.release()
+                trim_heap()
 
     return ReleasingPromptBuilder(model.template, model.text, vision, model.prompts.embeddings)
+
+
+_MADV_DONTNEED = 4  # Linux
+
+
+def drop_mapped_pages(path: Path, maps: Path = Path("/proc/self/maps")) -> int:
+    """Drops this process's resident pages of a read-only mapped file (the text weights) and returns how many bytes
+    of mappings were advised. The file's pages stay in the page cache: the next decode maps them back (minor faults,
+    no disk read while memory allows), so the mmproj and the text weights are never resident in this process
+    together. Linux only (nothing happens elsewhere)."""
+    libc = _libc()
+    try:
+        lines = maps.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    target, dropped = os.path.realpath(path), 0
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == target and "w" not in fields[1] and libc is not None:
+            start, end = (int(value, 16) for value in fields[0].split("-"))
+            if libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED) == 0:
+                dropped += end - start
+    log.debug("dropped %.0f MB of mapped pages of %s", dropped / MB, path.name)
+    return dropped
+
+
+def trim_heap() -> None:
+    """Returns the freed heap pages of the vision encoder's buffers to the kernel (glibc keeps freed chunks below
+    its mmap threshold in the heap, resident, after mtmd_free)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")  # runs ldconfig: once per process
+    return ctypes.CDLL(name, use_errno=True) if name and os.name == "posix" else None
 
 
 # What loading costs besides the files, for LFM2.5-VL-450M (measured, README "Raspberry Pi"): the interpreter with

@@ -4,6 +4,7 @@ check that refuses a model too large for the machine before llama.cpp allocates 
 from __future__ import annotations
 
 import logging
+import mmap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,8 +29,13 @@ MEMINFO = "MemTotal: 1000000 kB\nMemFree: 100000 kB\nMemAvailable: {avail} kB\nS
 def test_low_memory_context_settings() -> None:
     low = profiles.profile_named("low-memory")
     context = profiles.context_for(low, ContextOptions(n_ctx=2048))
-    assert (context.kv_cache_type, context.n_batch, context.n_ctx) == ("q8_0", 256, 2048)
-    assert profiles.context_for(low, ContextOptions(parity=True)).kv_cache_type is None  # parity keeps F32
+    assert (context.kv_cache_type, context.n_batch, context.n_ctx) == (None, 128, 2048)  # KV stays F16
+    assert (context.mmap, context.extra_buffers) == (True, False)  # weights mapped, no anonymous repacked copies
+    offloaded = profiles.context_for(low, ContextOptions(n_gpu_layers=-1))
+    assert (offloaded.mmap, offloaded.extra_buffers) == (None, None)  # no host copy to drop: llama.cpp decides
+    assert profiles.context_for(low, ContextOptions(mmap=False)).mmap is False  # the caller's choice stands
+    asked = ContextOptions(kv_cache_type="q8_0", n_batch=64)
+    assert (profiles.context_for(low, asked).kv_cache_type, profiles.context_for(low, asked).n_batch) == ("q8_0", 64)
     assert profiles.context_for(profiles.profile_named("default"), ContextOptions()) == ContextOptions()
     with pytest.raises(ConfigError, match="unknown profile 'tiny'"):
         profiles.profile_named("tiny")
@@ -41,9 +47,9 @@ def test_low_memory_frees_the_mmproj_after_each_prompt(converted: Converted, cap
     with lfm_edge.load(text, profile="low-memory", n_ctx=4096, n_threads=2) as model:
         vision = model.vision
         assert isinstance(vision, profiles.TransientVisionEncoder) and not vision.is_open and vision.loads == 0
-        assert model.engine.max_snapshots == 0 and model.text.options.n_batch == 256
-        # The tiny model's heads are 16 wide: llama.cpp's Q8_0 blocks (32) do not fit them, F16 is kept
-        assert model.text.options.kv_cache_type is None and "using F16" in caplog.text
+        assert model.engine.max_snapshots == 0 and model.text.options.n_batch == 128
+        assert model.text.options.kv_cache_type is None and model.text.options.mmap
+        assert vision.before_open is not None  # drops the mapped text weights before the mmproj opens
         first = model.generate("Describe this image.", [IMAGE], GREEDY)
         assert not vision.is_open and vision.loads == 1 and model.engine._snapshots == []
         again = model.generate("Describe this image.", [IMAGE], GREEDY)  # crops cached: the mmproj stays closed
@@ -61,11 +67,35 @@ def _image_prompt_logits(text: Path, profile: str) -> np.ndarray:
         return model.engine.logits()
 
 
-def test_ubatch_256_gives_the_default_logits(converted: Converted) -> None:
-    """On the tiny model the profile changes the ubatch only (its KV stays F16, see above): same logits."""
+def test_low_memory_gives_the_default_logits(converted: Converted) -> None:
+    """The profile changes the ubatch, where the weights live and when the mmproj is open: not the logits."""
     text, _ = converted("official-2.5", "f32")
     default, low = (_image_prompt_logits(text, profile) for profile in ("default", "low-memory"))
     np.testing.assert_allclose(low, default, rtol=0, atol=1e-4)
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc/self/smaps")
+def test_drop_mapped_pages_leaves_the_mapping_unresident(tmp_path: Path) -> None:
+    weights = tmp_path / "weights.gguf"
+    weights.write_bytes(np.random.default_rng(0).integers(0, 255, 8 * profiles.MB, dtype=np.uint8).tobytes())
+    with weights.open("rb") as file, mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        assert sum(mapped[offset] for offset in range(0, len(mapped), 4096)) > 0  # every page touched
+        assert _resident_kb(weights) >= 8 * 1024
+        assert profiles.drop_mapped_pages(weights) == 8 * profiles.MB
+        assert _resident_kb(weights) == 0
+        assert mapped[-1] == weights.read_bytes()[-1]  # mapped back on the next access
+    assert profiles.drop_mapped_pages(tmp_path / "not-mapped.gguf") == 0
+
+
+def _resident_kb(path: Path) -> int:
+    """Rss of this process's mappings of `path` (/proc/self/smaps)."""
+    resident, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text(encoding="utf-8").splitlines():
+        if "-" in line.split(maxsplit=1)[0]:  # a mapping's header line
+            inside = line.endswith(str(path.resolve()))
+        elif inside and line.startswith("Rss:"):
+            resident += int(line.split()[1])
+    return resident
 
 
 def _files(tmp_path: Path, text_mb: int, mmproj_mb: int) -> ModelFiles:
@@ -83,7 +113,7 @@ def test_memory_check_refuses_what_cannot_fit(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"needs about 578 MB .* only 400 MB of memory and 0 MB of swap"):
         profiles.check_memory(files, ContextOptions(n_ctx=4096), MEMINFO.format(avail=400 * 1024, swap=0))
     low = profiles.context_for(profiles.profile_named("low-memory"), ContextOptions(n_ctx=2048))
-    assert profiles.check_memory(files, low, MEMINFO.format(avail=600 * 1024, swap=0)).kv_cache == 2048 * 6528
+    assert profiles.check_memory(files, low, MEMINFO.format(avail=600 * 1024, swap=0)).kv_cache == 2048 * 12288
 
 
 def test_memory_check_warns_when_only_swap_holds_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -12,10 +12,11 @@
 # Needs root (debootstrap, chroot, binfmt) and: apt-get install debootstrap qemu-user-static binfmt-support
 # gcc-aarch64-linux-gnu g++-aarch64-linux-gnu. Writes build/pi/pi-check.json (wall time of every step) and exits
 # non-zero when any step fails. PI_CPUS="cortex-a72" runs one CPU model only; PI_WORK (default /var/tmp/lfm-edge-pi)
-# holds the arm64 root (about 1 GB with the venv) and the two cross builds.
+# holds the arm64 root (about 1 GB with the venv) and the two cross builds; PI_OUT (default build/pi) the logs.
+# Two CPU models can run at once from two PI_WORK folders (a copy of the root and the wheels) and two PI_OUT ones.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-work=$repo/build/pi  # logs, timings, the x86 reference files
+work=${PI_OUT:-$repo/build/pi}  # logs, timings, the x86 reference files
 # The arm64 root and the cross builds live outside the repository: a tree with mounted /proc inside the project
 # would be walked by setuptools (`pip install -e .` lists the project's files) and by editors.
 big=${PI_WORK:-/var/tmp/lfm-edge-pi}
