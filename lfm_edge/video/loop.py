@@ -16,16 +16,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from lfm_edge.engine import ImageBlock, Item
 from lfm_edge.errors import ConfigError
-from lfm_edge.generation import Completion, GenerationOptions
+from lfm_edge.generation import Completion, GenerationOptions, run_generation
 from lfm_edge.native.sampling import SamplingParams
+from lfm_edge.prompt import RenderOptions
 from lfm_edge.video.events import Caption, Finished, Started, Unchanged, WatchEvent
 from lfm_edge.video.frames import MIN_CHANGE, ChangeDetector, Frame
 from lfm_edge.video.reader import LatestFrameReader
@@ -47,7 +49,8 @@ class WatchOptions:
     """`mode`: "auto" (live for cameras and streams, file otherwise), "live" or "file". `every`: seconds of video
     between captions in file mode. `min_change`: share of thumbnail cells that must change for a new caption (0:
     caption regardless). `subtitles`: .srt / .vtt paths written as captions come. `knobs`: image settings of the
-    frames (FRAME_KNOBS by default; given knobs are merged over them)."""
+    frames (FRAME_KNOBS by default; given knobs are merged over them). `reuse_prefix`: evaluate the instruction once
+    and restore it for every frame (False: evaluate the whole prompt each time; same captions, for measuring)."""
 
     prompt: str = WATCH_PROMPT
     every: float = 2.0
@@ -57,6 +60,7 @@ class WatchOptions:
     generation: GenerationOptions = WATCH_GENERATION
     knobs: Mapping[str, Any] = field(default_factory=dict)
     source: SourceOptions = field(default_factory=SourceOptions)
+    reuse_prefix: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.every, int | float) and math.isfinite(self.every) and self.every > 0):
@@ -70,23 +74,36 @@ class WatchOptions:
 
 
 class ModelCaptioner:
-    """Captions a frame with a loaded Model: the same instruction, then the frame, every time."""
+    """Captions a frame with a loaded Model: the same instruction, then the frame, every time. The prompt's text
+    before the frame is evaluated once and its state kept (Engine.keep_prefix): each frame restores it and evaluates
+    only the frame's embeddings and the few tokens after them."""
 
     def __init__(self, model: Any, options: WatchOptions) -> None:
         self.model = model
         self.prompt = options.prompt
         self.generation = options.generation
+        self.reuse_prefix = options.reuse_prefix
         self.settings = model.image_settings(**{**FRAME_KNOBS, **options.knobs})
         self.last: Completion | None = None  # the last frame's completion (token counts, timings)
 
     def __call__(self, image: np.ndarray) -> str:
+        started = time.perf_counter()
         content = [{"type": "text", "text": self.prompt}, {"type": "image", "image": image}]
-        stream = self.model.stream_messages(
-            [{"role": "user", "content": content}], self.generation, None, self.settings
-        )
+        model = self.model
+        with model.engine.lock:
+            model.text.check_usable()
+            built = model.prompts.build_timed([{"role": "user", "content": content}], RenderOptions(), self.settings)
+            if self.reuse_prefix:
+                model.engine.keep_prefix(_before_first_image(built.items))
+            stream = run_generation(model.engine, built.items, self.generation, started, built.image_timings)
         text = " ".join(stream.text().split())
         self.last = stream.completion
         return text
+
+
+def _before_first_image(items: Sequence[Item]) -> list[Item]:
+    first = next((index for index, item in enumerate(items) if isinstance(item, ImageBlock)), len(items))
+    return list(items[:first])
 
 
 def watch(
