@@ -79,7 +79,8 @@ def test_the_instruction_is_evaluated_once_and_gives_the_fresh_prompts_tokens(te
             reused.append(captioner.last)
     prefix = reused[0].timings.reused_tokens  # the first frame evaluated the instruction itself, then continued it
     assert prefix > 5 and all(c.timings.reused_tokens == prefix for c in reused[1:])
-    assert all(c.timings.prefill_tokens == f.timings.prefill_tokens - prefix for c, f in zip(reused, fresh))
+    evaluated = [(c.timings.prefill_tokens, f.timings.prefill_tokens) for c, f in zip(reused, fresh, strict=True)]
+    assert all(mine == theirs - prefix for mine, theirs in evaluated)
     assert [c.token_ids for c in reused] == [f.token_ids for f in fresh]
     assert len({c.token_ids for c in fresh}) > 1  # the frames differ, so a stale image would be caught
 
