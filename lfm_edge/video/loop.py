@@ -30,7 +30,7 @@ from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.prompt import RenderOptions
 from lfm_edge.video.events import Caption, Finished, Started, Unchanged, WatchEvent
 from lfm_edge.video.frames import MIN_CHANGE, ChangeDetector, Frame
-from lfm_edge.video.reader import LatestFrameReader
+from lfm_edge.video.reader import AheadReader, LatestFrameReader
 from lfm_edge.video.sources import SourceInfo, SourceOptions, VideoSource, open_source
 from lfm_edge.video.subtitles import SubtitleWriter, subtitle_format
 
@@ -191,27 +191,42 @@ def _caption(captioner: Captioner, frame: Frame, tally: _Tally, dropped_total: i
     return event
 
 
+class _EveryGrid:
+    """Which frames are due in file mode: the first frame at or after each multiple of `every` (0, every, 2*every...),
+    so a gap in the video does not shift later captions."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.due = 0.0
+
+    def __call__(self, frame: Frame) -> bool:
+        if frame.time + 1e-3 < self.due:
+            return False
+        self.due = (math.floor((frame.time + 1e-3) / self.every) + 1) * self.every
+        return True
+
+
 def _file_events(
     source: VideoSource, captioner: Captioner, options: WatchOptions, tally: _Tally
 ) -> Iterator[WatchEvent]:
     detector = ChangeDetector(options.min_change)
-    due = 0.0
-    for frame in source.frames():
-        tally.frames += 1
-        tally.last_time = frame.time
-        if frame.time + 1e-3 < due:
-            continue
-        # The next due time is on the grid 0, every, 2*every...: a gap in the video does not shift later captions.
-        due = (math.floor((frame.time + 1e-3) / options.every) + 1) * options.every
-        thumbnail = frame.thumbnail()
-        change = detector.change(thumbnail)
-        if not detector.is_new(change):
-            tally.unchanged += 1
-            tally.unchanged_since_caption += 1
-            yield Unchanged(frame.time, time.time(), change)
-            continue
-        detector.accept(thumbnail)
-        yield _caption(captioner, frame, tally, 0)
+    # Decoding (every frame, due or not) runs ahead on the reader's thread while the model captions.
+    reader = AheadReader(source.frames(), _EveryGrid(options.every))
+    try:
+        for frame in reader:
+            tally.frames, tally.last_time = reader.read, frame.time
+            thumbnail = frame.thumbnail()
+            change = detector.change(thumbnail)
+            if not detector.is_new(change):
+                tally.unchanged += 1
+                tally.unchanged_since_caption += 1
+                yield Unchanged(frame.time, time.time(), change)
+                continue
+            detector.accept(thumbnail)
+            yield _caption(captioner, frame, tally, 0)
+        tally.frames, tally.last_time = reader.read, reader.last_time
+    finally:
+        reader.stop(_STOP_WAIT_S)
 
 
 def _live_events(
