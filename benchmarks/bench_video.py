@@ -199,7 +199,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             results[name] = _run(runner, video, options, stop_after)
         if args.choice_rounds:
             print("bench-video: choices...", file=sys.stderr, flush=True)
-            compared = {"mtmd": models["mtmd"], **({"onnx": model} if "Onnx" in results["vision"] else {})}
+            fresh = stack.enter_context(_load(text, mmproj, args, "mtmd"))
+            fresh.engine.max_snapshots = 0  # "before": no state kept between frames
+            compared = {
+                "fresh": fresh,
+                "mtmd": models["mtmd"],
+                **({"onnx": model} if "Onnx" in results["vision"] else {}),
+            }
             picture = functools.partial(_picture, moving=True)
             results["choices"] = compare(compared, args.choice_rounds, WATCH_GENERATION.max_tokens, picture)
     results["wall_s"] = round(time.time() - results.pop("started"), 1)

@@ -24,7 +24,7 @@ from lfm_edge.video import FRAME_KNOBS, WATCH_GENERATION, ModelCaptioner, WatchO
 @dataclass(frozen=True)
 class Choice:
     name: str
-    backend: str  # "mtmd" or "onnx": which loaded model captions
+    backend: str  # which loaded model captions: "mtmd", "onnx", or "fresh" (mtmd keeping no snapshot)
     reuse_prefix: bool
     max_image_tokens: int
     max_tokens: int
@@ -32,8 +32,8 @@ class Choice:
 
 def choices(default_tokens: int, onnx: bool) -> list[Choice]:
     tokens = int(FRAME_KNOBS["max_image_tokens"])
-    before = Choice("before: mtmd, no prefix reuse, 64 image tokens, 32 tokens", "mtmd", False, 64, 32)
-    reused = dataclasses.replace(before, name="+ instruction prefix reused", reuse_prefix=True)
+    before = Choice("before: mtmd, no prefix reuse, 64 image tokens, 32 tokens", "fresh", False, 64, 32)
+    reused = dataclasses.replace(before, name="+ instruction prefix reused", backend="mtmd", reuse_prefix=True)
     shorter = Choice(f"+ max_tokens {default_tokens} (mtmd: defaults without the onnx file)", "mtmd", True, tokens,
                      default_tokens)  # fmt: skip
     rows = [before, reused, shorter]
@@ -52,8 +52,6 @@ def _caption(model: Any, choice: Choice, frame: np.ndarray) -> dict[str, float]:
     knobs = {"max_image_tokens": choice.max_image_tokens, "min_image_tokens": min(32, choice.max_image_tokens)}
     options = WatchOptions(generation=generation, knobs=knobs, reuse_prefix=choice.reuse_prefix)
     captioner = ModelCaptioner(model, options)
-    if not choice.reuse_prefix:
-        model.engine.reset()  # nothing kept from earlier frames: the whole prompt is evaluated, as before
     cpu_started = time.process_time()
     captioner(frame)
     cpu_s = time.process_time() - cpu_started
@@ -74,13 +72,15 @@ def _caption(model: Any, choice: Choice, frame: np.ndarray) -> dict[str, float]:
 def compare(
     models: dict[str, Any], rounds: int, default_tokens: int, picture: Any, report: Any = None
 ) -> list[dict[str, Any]]:
-    """`models`: {"mtmd": Model, "onnx": Model (optional)}; `picture(t)`: the scene at t seconds; `report(choice,
+    """`models`: {"mtmd": Model, "onnx": Model (optional), "fresh": an mtmd Model with engine.max_snapshots 0, so
+    every frame's whole prompt is evaluated, as before}; `picture(t)`: the scene at t seconds; `report(choice,
     result)`: called after each caption (progress)."""
     rows = choices(default_tokens, "onnx" in models)
     measured: list[list[dict[str, float]]] = [[] for _ in rows]
     frame_time = 0.0
-    for backend, model in models.items():  # a first caption per model warms it up; not counted
-        _caption(model, dataclasses.replace(rows[0], backend=backend), picture(frame_time))
+    for backend, model in models.items():  # a first caption per model warms it up (and keeps the prefix); not counted
+        warm = dataclasses.replace(rows[0], backend=backend, reuse_prefix=backend != "fresh")
+        _caption(model, warm, picture(frame_time))
     for _ in range(rounds):
         for index, choice in enumerate(rows):
             frame_time += 1.37
