@@ -170,8 +170,9 @@ bench-parallel: venv
 	$(PY) -m benchmarks.bench_parallel $(PARALLEL_MODEL) --rounds $(PARALLEL_ROUNDS) $(if $(THREADS),--threads $(THREADS))
 
 # Live and file captioning (lfm-edge watch) on a generated 640x480 30 fps clip, full-size synthetic Q4_0 text + Q8_0
-# mmproj: captions/s, lag p50/p95 and CPU share live, video seconds per wall second at --every 2, CPU share of a static
-# scene (build/bench/video.json). QUICK=1: the tiny model and a 10 s clip (a smoke test, not a measurement).
+# mmproj + ONNX int8 vision (written beside it when missing): captions/s, lag p50/p95 and CPU share live, video seconds
+# per wall second at --every 2 (ONNX and mmproj encoders), CPU share of a static scene, and what each speed choice
+# gains per caption (build/bench/video.json). QUICK=1: the tiny model and a 10 s clip (a smoke test, not a measurement).
 .PHONY: bench-video
 bench-video: venv
 	$(PY) -m benchmarks.bench_video $(if $(QUICK),--quick) $(if $(THREADS),--threads $(THREADS))

@@ -1,14 +1,17 @@
 """`make bench-video`: live and file captioning speed on a generated 640x480 30 fps clip.
 
 Model: the full-size synthetic checkpoint (random weights, official shapes) as Q4_0 text + Q8_0 mmproj, made as
-`make bench` makes it (or --text/--mmproj); --quick: the tiny one, short clips (CI smoke, not a measurement).
-Three runs, one after the other, in this process:
+`make bench` makes it (or --text/--mmproj), with its ONNX int8 vision encoder beside the mmproj (written as `lfm-edge
+convert --onnx` writes it when missing and the onnx extra is installed), so the `auto` vision backend picks it;
+--quick: the tiny one, short clips (CI smoke, not a measurement). The runs, one after the other, in this process:
 
 * live: the clip played in real time as a file-backed camera (mode="live"): captions per second from the first
   caption on, lag (frame decoded -> caption ready) p50/p95, and the process's CPU share (cores busy).
 * file: the same clip in file mode at --every 2: seconds of video per wall second.
 * static: a still scene played in real time: the process's CPU share after its first caption (the reader decoding
   30 fps and comparing thumbnails; the model idle).
+* file_mtmd: file mode again with llama.cpp's mmproj encoder (the path without the ONNX file), when ONNX was chosen.
+* choices: what each speed choice gains per caption, interleaved (benchmarks/bench_video_choices.py).
 
 Issue 17's goals: live >= 1 caption/s with p95 lag <= 2 s; file >= 2 s of video per wall second; static <= 10% of
 one core. Writes build/bench/video.json (quick: build/bench/quick/video.json) and prints a table.
@@ -17,6 +20,8 @@ one core. Writes build/bench/video.json (quick: build/bench/quick/video.json) an
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import statistics
@@ -30,9 +35,18 @@ import av
 import numpy as np
 
 import lfm_edge.model as api
+from benchmarks.bench_video_choices import compare, format_rows
 from lfm_edge.generation import Timings
 from lfm_edge.native.cpu import default_threads
-from lfm_edge.video import Caption, Finished, ModelCaptioner, WatchOptions, watch_frames
+from lfm_edge.video import (
+    FRAME_KNOBS,
+    WATCH_GENERATION,
+    Caption,
+    Finished,
+    ModelCaptioner,
+    WatchOptions,
+    watch_frames,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "build" / "bench"
@@ -74,8 +88,26 @@ def _model_files(args: argparse.Namespace) -> tuple[Path, Path | None]:
         return Path(args.text), Path(args.mmproj) if args.mmproj else None
     from benchmarks.bench_all import full_plan, quick_plan
 
-    variant = (quick_plan(args.threads or 2) if args.quick else full_plan(1, args.threads or 2)).variants[0]
+    plan = quick_plan(args.threads or 2) if args.quick else full_plan(1, args.threads or 2)
+    variant = plan.variants[0]
+    _write_onnx_beside(plan.checkpoint, variant.mmproj)
     return variant.text, variant.mmproj
+
+
+def _write_onnx_beside(checkpoint: Path, mmproj: Path) -> None:
+    """The vision encoder as ONNX (fp32 + int8, as `lfm-edge convert --onnx` writes them) beside the mmproj, where the
+    `auto` backend finds it; skipped, with a note, without the onnx extra."""
+    from lfm_edge.vision.onnx import find_beside
+
+    if find_beside(mmproj) is not None:
+        return
+    try:
+        from convert.checkpoint import open_checkpoint
+        from convert.onnx.write import write_vision_onnx
+
+        write_vision_onnx(open_checkpoint(checkpoint), mmproj.parent, force=False)
+    except ImportError as exc:
+        print(f"bench-video: no ONNX vision encoder ({exc}): the mmproj path only", file=sys.stderr)
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -147,17 +179,36 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     still = write_clip(folder / f"still_{WIDTH}x{HEIGHT}_{FPS}fps_600s.mp4", 600.0, moving=False)
     model_names = {"text": text.name, "mmproj": mmproj.name if mmproj else None}
     clip = f"{WIDTH}x{HEIGHT} {FPS} fps h264, {seconds:g} s live, {file_seconds:g} s file mode"
-    results: dict[str, Any] = {"model": model_names, "clip": clip, "quick": args.quick}
-    with api.load(text, api.LoadOptions(mmproj=mmproj, context=_context(args))) as model:
+    results: dict[str, Any] = {"model": model_names, "clip": clip, "quick": args.quick, "started": time.time()}
+    with contextlib.ExitStack() as stack:
+        models = {name: stack.enter_context(_load(text, mmproj, args, name)) for name in ("auto", "mtmd")}
+        model = models["auto"]
+        results["vision"] = type(model.vision).__name__
         results["threads"] = model.text.options.n_threads or default_threads()
-        for name, video, options in (
-            ("live", moving, WatchOptions(mode="live")),
-            ("file", file_clip, WatchOptions(mode="file", every=2.0)),
-            ("static", still, WatchOptions(mode="live")),
-        ):
+        results["defaults"] = {"max_tokens": WATCH_GENERATION.max_tokens, **FRAME_KNOBS}
+        runs = [
+            ("live", model, moving, WatchOptions(mode="live")),
+            ("file", model, file_clip, WatchOptions(mode="file", every=2.0)),
+            ("static", model, still, WatchOptions(mode="live")),
+        ]
+        if results["vision"] != type(models["mtmd"].vision).__name__:
+            runs.append(("file_mtmd", models["mtmd"], file_clip, WatchOptions(mode="file", every=2.0)))
+        for name, runner, video, options in runs:
             print(f"bench-video: {name} on {video.name}...", file=sys.stderr, flush=True)
             stop_after = (5.0 if args.quick else STATIC_S) if name == "static" else None
-            results[name] = _run(model, video, options, stop_after)
+            results[name] = _run(runner, video, options, stop_after)
+        if args.choice_rounds:
+            print("bench-video: choices...", file=sys.stderr, flush=True)
+            fresh = stack.enter_context(_load(text, mmproj, args, "mtmd"))
+            fresh.engine.max_snapshots = 0  # "before": no state kept between frames
+            compared = {
+                "fresh": fresh,
+                "mtmd": models["mtmd"],
+                **({"onnx": model} if "Onnx" in results["vision"] else {}),
+            }
+            picture = functools.partial(_picture, moving=True)
+            results["choices"] = compare(compared, args.choice_rounds, WATCH_GENERATION.max_tokens, picture)
+    results["wall_s"] = round(time.time() - results.pop("started"), 1)
     live, file, static = results["live"], results["file"], results["static"]
     results["load_average"] = [round(x, 2) for x in os.getloadavg()]
     results["goals"] = {
@@ -167,6 +218,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "static_cpu_share<=0.10": static["cpu_share_after_first"] <= 0.10,
     }
     return results
+
+
+def _load(text: Path, mmproj: Path | None, args: argparse.Namespace, backend: str) -> Any:
+    return api.load(text, api.LoadOptions(mmproj=mmproj, context=_context(args), vision_backend=backend))
 
 
 def _context(args: argparse.Namespace) -> Any:
@@ -191,9 +246,16 @@ def format_table(results: dict[str, Any]) -> str:
             "<= 0.10",
         ),
     ]
-    lines = [f"{results['model']['text']} + {results['model']['mmproj']}, {results['clip']}, "
-             f"{results['threads']} threads", "", "| measure | value | goal |", "| --- | --- | --- |"]  # fmt: skip
-    return "\n".join([*lines, *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
+    if "file_mtmd" in results:
+        mtmd = results["file_mtmd"]["video_s_per_wall_s"]
+        rows.append(("file --every 2, mmproj encoder: video s per wall s", f"{mtmd}", ">= 2"))
+    lines = [f"{results['model']['text']} + {results['model']['mmproj']} ({results['vision']}), {results['clip']}, "
+             f"{results['threads']} threads, {results['wall_s']} s", "", "| measure | value | goal |",
+             "| --- | --- | --- |"]  # fmt: skip
+    table = [*lines, *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
+    if "choices" in results:
+        table += ["", *format_rows(results["choices"])]
+    return "\n".join(table)
 
 
 def main() -> int:
@@ -204,6 +266,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--text", help="text GGUF (default: the full-size synthetic Q4_0, made when missing)")
     parser.add_argument("--mmproj", help="mmproj GGUF (default: beside --text, or the Q8_0 one)")
+    parser.add_argument("--choice-rounds", type=int, default=3, help="rounds of the per-choice comparison (0: none)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     results = measure(args)

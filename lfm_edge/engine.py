@@ -170,6 +170,17 @@ class Engine:
         reused = _positions(units[:keep])
         return PrefillStats(reused, total - reused, time.perf_counter() - started)
 
+    def keep_prefix(self, items: Sequence[Item]) -> bool:
+        """Makes sure a snapshot of exactly `items` exists, evaluating them once when none does, so that every later
+        prompt starting with them restores it instead of evaluating them again (a video's instruction before each
+        frame: lfm_edge.video.loop). Returns whether anything was evaluated."""
+        units = _units(items)
+        with self.lock:
+            if self.max_snapshots <= 0 or any(s.units == units for s in self._snapshots):
+                return False
+            self.prefill(items, remember=True)
+        return True
+
     def _evaluate_in(self, slot: Slot, items: Sequence[Item], units: list[Unit]) -> int:
         """Evaluates what `slot` lacks of `items`; when the shared cache is full, parks the idle slots and retries
         once. Returns how many items were reused."""

@@ -3,6 +3,7 @@ mechanics are real): events, JSONL, subtitles read back, image folders, and one-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,15 @@ from PIL import Image
 
 from lfm_edge import model as api
 from lfm_edge.cli import main
-from lfm_edge.video import FRAME_KNOBS, Caption, Finished, ModelCaptioner, Started, WatchOptions
+from lfm_edge.video import (
+    FRAME_KNOBS,
+    WATCH_GENERATION,
+    Caption,
+    Finished,
+    ModelCaptioner,
+    Started,
+    WatchOptions,
+)
 from tests.video_clips import Clip, scene, write_clip
 
 Converted = Callable[..., tuple[Path, Path]]
@@ -46,6 +55,34 @@ def test_model_watch_yields_typed_events(text_model: str, clip: Path) -> None:
     settings = captioner.settings
     assert settings.max_image_tokens == 48 and settings.min_image_tokens == FRAME_KNOBS["min_image_tokens"]
     assert settings.do_image_splitting is False
+
+
+def test_the_instruction_is_evaluated_once_and_gives_the_fresh_prompts_tokens(text_model: str) -> None:
+    frames = [scene(Clip(), t) for t in (0.5, 2.5, 3.0)]
+    generation = dataclasses.replace(WATCH_GENERATION, max_tokens=6)  # greedy, as watch captions
+    # One slot, n_batch 1: the path on which a restored state and a fresh evaluation are bitwise equal (wider batches
+    # round differently, and the random tiny model's near-ties would flip a greedy token: tests/test_threads.py).
+    with api.load(text_model, n_ctx=1024, n_threads=2, n_batch=1, n_seq=1) as model:
+        fresh = []
+        for frame in frames:  # each frame's whole prompt evaluated from an empty context
+            model.engine.reset()
+            captioner = ModelCaptioner(model, WatchOptions(generation=generation, reuse_prefix=False))
+            captioner(frame)
+            assert captioner.last is not None and captioner.last.timings.reused_tokens == 0
+            fresh.append(captioner.last)
+        model.engine.reset()
+        captioner = ModelCaptioner(model, WatchOptions(generation=generation))
+        reused = []
+        for frame in frames:
+            captioner(frame)
+            assert captioner.last is not None
+            reused.append(captioner.last)
+    prefix = reused[0].timings.reused_tokens  # the first frame evaluated the instruction itself, then continued it
+    assert prefix > 5 and all(c.timings.reused_tokens == prefix for c in reused[1:])
+    evaluated = [(c.timings.prefill_tokens, f.timings.prefill_tokens) for c, f in zip(reused, fresh, strict=True)]
+    assert all(mine == theirs - prefix for mine, theirs in evaluated)
+    assert [c.token_ids for c in reused] == [f.token_ids for f in fresh]
+    assert len({c.token_ids for c in fresh}) > 1  # the frames differ, so a stale image would be caught
 
 
 def test_cli_watch_jsonl_and_subtitles(text_model: str, clip: Path, tmp_path: Path) -> None:

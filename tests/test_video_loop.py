@@ -8,6 +8,7 @@ import http.server
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,11 @@ from lfm_edge.video import (
     Caption,
     ChangeDetector,
     Finished,
+    Frame,
     SourceOptions,
     Started,
     Unchanged,
+    VideoSource,
     WatchOptions,
     open_source,
     to_dict,
@@ -42,7 +45,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "lfm-edge-video-reader"]
+    return [t for t in threading.enumerate() if t.name in ("lfm-edge-video-reader", "lfm-edge-video-ahead")]
 
 
 def test_file_mode_cues_are_the_videos_own_timestamps(clip: Path) -> None:
@@ -140,6 +143,53 @@ def test_stopping_the_generator_releases_the_source_and_leaves_complete_subtitle
     assert source.closed and not reader_threads()
     cues = webvtt.from_srt(str(srt)).captions
     assert len(cues) == 3 and all(c.end > c.start for c in cues)  # zero-padded stamps
+
+
+class _Watched(VideoSource):
+    """A file source that tells when a frame at or after `mark` seconds has been decoded."""
+
+    def __init__(self, path: Path, mark: float) -> None:
+        self.inner = open_source(path)
+        self.info = self.inner.info
+        self.mark = mark
+        self.decoded_mark = threading.Event()
+
+    def frames(self) -> Iterator[Frame]:
+        for frame in self.inner.frames():
+            if frame.time >= self.mark:
+                self.decoded_mark.set()
+            yield frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.inner.closed
+
+
+def test_file_mode_decodes_ahead_while_the_model_captions(clip: Path) -> None:
+    source = _Watched(clip, mark=1.0)
+    seen_while_captioning: list[bool] = []
+
+    def waits_for_the_next_frame(image: np.ndarray) -> str:
+        # Decoding in line with the model would only reach 1.0 s after this returns: the wait would time out.
+        seen_while_captioning.append(source.decoded_mark.wait(10.0))
+        return describe(image)
+
+    events = watch_frames(waits_for_the_next_frame, source, WatchOptions(every=1.0, min_change=0))
+    captions = [e for e in events if isinstance(e, Caption)]
+    assert seen_while_captioning[0] is True and len(captions) == 6 and source.closed
+
+
+def test_stopping_file_mode_releases_the_source_and_the_reader(clip: Path) -> None:
+    source = open_source(clip)
+    events = watch_frames(describe, source, WatchOptions(every=0.5, min_change=0))
+    for event in events:
+        if isinstance(event, Caption):
+            break  # the reader is now waiting for room: the frames ahead are not taken
+    events.close()
+    assert source.closed and not reader_threads()
 
 
 def test_ctrl_c_in_the_model_leaves_complete_subtitles(clip: Path, tmp_path: Path) -> None:

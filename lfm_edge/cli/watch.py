@@ -45,7 +45,8 @@ def _input_options(pairs: tuple[str, ...]) -> dict[str, str]:
               help="Cameras and streams: seconds without a frame before giving up.")  # fmt: skip
 @click.option("--input-format", default=None, help="ffmpeg input format (v4l2, avfoundation, dshow, ...).")
 @click.option("--input-option", multiple=True, help="ffmpeg input option KEY=VALUE (repeatable), e.g. framerate=30.")
-@click.option("--max-tokens", default=32, show_default=True, type=click.IntRange(1), help="Tokens per caption.")
+@click.option("--max-tokens", default=20, show_default=True, type=click.IntRange(1),
+              help="Tokens per caption (about 15 words: a two-line subtitle).")  # fmt: skip
 @click.option("--temperature", default=0.0, show_default=True, type=float, help="0 = greedy.")
 @click.option("--max-image-tokens", default=64, show_default=True, type=click.IntRange(1), help="Frame budget.")
 @click.option("--min-image-tokens", default=32, show_default=True, type=click.IntRange(1))

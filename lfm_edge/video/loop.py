@@ -7,8 +7,10 @@ and leaves complete subtitle files.
 * file: a frame every `every` seconds of video time, in order, as fast as the CPU allows; cue times are the
   video's own timestamps.
 
-Speed by design: frames get a small image budget (FRAME_KNOBS: at most 64 image tokens, no tiling) and short
-greedy captions; the instruction comes before the image so every frame's prompt starts with the same tokens.
+Speed by design (make bench-video measures each choice): frames get a small image budget (FRAME_KNOBS: at most 64
+image tokens, no tiling), captions are short and greedy (WATCH_GENERATION), the instruction comes before the image and
+is evaluated once (ModelCaptioner), the vision encoder is the fastest the model has (ONNX int8 when its file is
+beside the mmproj: the `auto` backend), and decoding runs ahead on a reader thread in both modes.
 """
 
 from __future__ import annotations
@@ -16,26 +18,30 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from lfm_edge.engine import ImageBlock, Item
 from lfm_edge.errors import ConfigError
-from lfm_edge.generation import Completion, GenerationOptions
+from lfm_edge.generation import Completion, GenerationOptions, run_generation
 from lfm_edge.native.sampling import SamplingParams
+from lfm_edge.prompt import RenderOptions
 from lfm_edge.video.events import Caption, Finished, Started, Unchanged, WatchEvent
 from lfm_edge.video.frames import MIN_CHANGE, ChangeDetector, Frame
-from lfm_edge.video.reader import LatestFrameReader
+from lfm_edge.video.reader import AheadReader, LatestFrameReader
 from lfm_edge.video.sources import SourceInfo, SourceOptions, VideoSource, open_source
 from lfm_edge.video.subtitles import SubtitleWriter, subtitle_format
 
 WATCH_PROMPT = "Describe what you see in one short sentence."
 FRAME_KNOBS: Mapping[str, Any] = {"min_image_tokens": 32, "max_image_tokens": 64, "do_image_splitting": False}
-# A subtitle line: greedy, at most 32 tokens (about 20 words).
-WATCH_GENERATION = GenerationOptions(max_tokens=32, sampling=SamplingParams(temperature=0.0))
+# A subtitle: greedy, at most 20 tokens (about 15 English words, the two 42-character lines a subtitle cue holds; a
+# one-short-sentence answer usually ends before). Each token is a decode step (~29 ms on 2 cores, Q4_0): 32 tokens
+# cost 0.35 s more per caption than 20 (make bench-video's choices table).
+WATCH_GENERATION = GenerationOptions(max_tokens=20, sampling=SamplingParams(temperature=0.0))
 _UNCHANGED_EVERY_S = 1.0  # live: at most one Unchanged event a second
 _STOP_WAIT_S = 2.0
 
@@ -47,7 +53,8 @@ class WatchOptions:
     """`mode`: "auto" (live for cameras and streams, file otherwise), "live" or "file". `every`: seconds of video
     between captions in file mode. `min_change`: share of thumbnail cells that must change for a new caption (0:
     caption regardless). `subtitles`: .srt / .vtt paths written as captions come. `knobs`: image settings of the
-    frames (FRAME_KNOBS by default; given knobs are merged over them)."""
+    frames (FRAME_KNOBS by default; given knobs are merged over them). `reuse_prefix`: evaluate the instruction once
+    and restore it for every frame (False: evaluate the whole prompt each time; same captions, for measuring)."""
 
     prompt: str = WATCH_PROMPT
     every: float = 2.0
@@ -57,6 +64,7 @@ class WatchOptions:
     generation: GenerationOptions = WATCH_GENERATION
     knobs: Mapping[str, Any] = field(default_factory=dict)
     source: SourceOptions = field(default_factory=SourceOptions)
+    reuse_prefix: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.every, int | float) and math.isfinite(self.every) and self.every > 0):
@@ -70,23 +78,36 @@ class WatchOptions:
 
 
 class ModelCaptioner:
-    """Captions a frame with a loaded Model: the same instruction, then the frame, every time."""
+    """Captions a frame with a loaded Model: the same instruction, then the frame, every time. The prompt's text
+    before the frame is evaluated once and its state kept (Engine.keep_prefix): each frame restores it and evaluates
+    only the frame's embeddings and the few tokens after them."""
 
     def __init__(self, model: Any, options: WatchOptions) -> None:
         self.model = model
         self.prompt = options.prompt
         self.generation = options.generation
+        self.reuse_prefix = options.reuse_prefix
         self.settings = model.image_settings(**{**FRAME_KNOBS, **options.knobs})
         self.last: Completion | None = None  # the last frame's completion (token counts, timings)
 
     def __call__(self, image: np.ndarray) -> str:
+        started = time.perf_counter()
         content = [{"type": "text", "text": self.prompt}, {"type": "image", "image": image}]
-        stream = self.model.stream_messages(
-            [{"role": "user", "content": content}], self.generation, None, self.settings
-        )
+        model = self.model
+        with model.engine.lock:
+            model.text.check_usable()
+            built = model.prompts.build_timed([{"role": "user", "content": content}], RenderOptions(), self.settings)
+            if self.reuse_prefix:
+                model.engine.keep_prefix(_before_first_image(built.items))
+            stream = run_generation(model.engine, built.items, self.generation, started, built.image_timings)
         text = " ".join(stream.text().split())
         self.last = stream.completion
         return text
+
+
+def _before_first_image(items: Sequence[Item]) -> list[Item]:
+    first = next((index for index, item in enumerate(items) if isinstance(item, ImageBlock)), len(items))
+    return list(items[:first])
 
 
 def watch(
@@ -174,27 +195,42 @@ def _caption(captioner: Captioner, frame: Frame, tally: _Tally, dropped_total: i
     return event
 
 
+class _EveryGrid:
+    """Which frames are due in file mode: the first frame at or after each multiple of `every` (0, every, 2*every...),
+    so a gap in the video does not shift later captions."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.due = 0.0
+
+    def __call__(self, frame: Frame) -> bool:
+        if frame.time + 1e-3 < self.due:
+            return False
+        self.due = (math.floor((frame.time + 1e-3) / self.every) + 1) * self.every
+        return True
+
+
 def _file_events(
     source: VideoSource, captioner: Captioner, options: WatchOptions, tally: _Tally
 ) -> Iterator[WatchEvent]:
     detector = ChangeDetector(options.min_change)
-    due = 0.0
-    for frame in source.frames():
-        tally.frames += 1
-        tally.last_time = frame.time
-        if frame.time + 1e-3 < due:
-            continue
-        # The next due time is on the grid 0, every, 2*every...: a gap in the video does not shift later captions.
-        due = (math.floor((frame.time + 1e-3) / options.every) + 1) * options.every
-        thumbnail = frame.thumbnail()
-        change = detector.change(thumbnail)
-        if not detector.is_new(change):
-            tally.unchanged += 1
-            tally.unchanged_since_caption += 1
-            yield Unchanged(frame.time, time.time(), change)
-            continue
-        detector.accept(thumbnail)
-        yield _caption(captioner, frame, tally, 0)
+    # Decoding (every frame, due or not) runs ahead on the reader's thread while the model captions.
+    reader = AheadReader(source.frames(), _EveryGrid(options.every))
+    try:
+        for frame in reader:
+            tally.frames, tally.last_time = reader.read, frame.time
+            thumbnail = frame.thumbnail()
+            change = detector.change(thumbnail)
+            if not detector.is_new(change):
+                tally.unchanged += 1
+                tally.unchanged_since_caption += 1
+                yield Unchanged(frame.time, time.time(), change)
+                continue
+            detector.accept(thumbnail)
+            yield _caption(captioner, frame, tally, 0)
+        tally.frames, tally.last_time = reader.read, reader.last_time
+    finally:
+        reader.stop(_STOP_WAIT_S)
 
 
 def _live_events(

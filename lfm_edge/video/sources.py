@@ -233,10 +233,9 @@ class ContainerSource(VideoSource):
 
     def frames(self) -> Iterator[Frame]:
         stream = self._container.streams.video[0]
-        if self.info.live or self._realtime:
-            # Live frames are decoded beside the model: one decoder thread leaves the cores to llama.cpp, whose
-            # threads wait on each other (a core taken by a decoder thread stalls them all).
-            stream.codec_context.thread_count = 1
+        # Frames are decoded beside the model (a reader thread, live and file mode): one decoder thread leaves the
+        # cores to llama.cpp, whose threads wait on each other (a core taken by a decoder thread stalls them all).
+        stream.codec_context.thread_count = 1
         start = (
             float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else None
         )
