@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from llama_cpp import llama_cpp as lc
 
 import lfm_edge.model as api
-from lfm_edge.batching import MULTI_SEQUENCE_STEPS
 from lfm_edge.errors import ConfigError, LfmEdgeError
 from lfm_edge.generation import GenerationOptions
+from lfm_edge.native import sampling
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel
 
@@ -45,10 +46,51 @@ def model(request: pytest.FixtureRequest, converted: Converted) -> Iterator[api.
         yield loaded
 
 
+# Generations decoded together round differently from one decoded alone (llama.cpp's kernels for a wider batch:
+# 1e-6 measured, test_llama_cpp_multi_sequence_step_matches_single_steps), so a greedy choice is only the same on
+# both paths when its top two candidates are further apart than that. The prompts above were picked (with the tiny
+# test model: seed 0, F16) for a gap of at least 6.7e-3 at every step; test_parity_prompts_have_no_near_ties checks
+# it stays so, and the equality tests compare real outputs, never loosened.
+NEAR_TIE = 1e-3
+
+
 @pytest.fixture(scope="module")
-def expected(model: api.Model) -> list[tuple[int, ...]]:
-    """Each prompt's greedy tokens, generated one after another."""
-    return [_answer(model, prompt, images) for prompt, images in PROMPTS]
+def expected_with_margins(model: api.Model) -> tuple[list[tuple[int, ...]], list[float]]:
+    """Each prompt's greedy tokens, generated one after another, and the smallest gap between the best and the
+    second-best candidate (after the sampler's penalties) over its steps."""
+    gaps: list[float] = []
+    original = sampling.Sampler.sample
+
+    def sample(sampler: sampling.Sampler, ctx: Any, index: int = -1) -> int:
+        token = original(sampler, ctx, index)
+        candidates = sampler._candidates["logit"] if len(sampler._candidates) else _raw_logits(sampler, ctx, index)
+        top = np.partition(candidates, -2)[-2:]
+        gaps.append(float(top[1] - top[0]))
+        return token
+
+    answers, margins = [], []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sampling.Sampler, "sample", sample)
+        for prompt, images in PROMPTS:
+            gaps.clear()
+            answers.append(_answer(model, prompt, images))
+            margins.append(min(gaps))
+    return answers, margins
+
+
+def _raw_logits(sampler: sampling.Sampler, ctx: Any, index: int) -> np.ndarray:
+    return np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(sampler._n_vocab,))
+
+
+@pytest.fixture(scope="module")
+def expected(expected_with_margins: tuple[list[tuple[int, ...]], list[float]]) -> list[tuple[int, ...]]:
+    return expected_with_margins[0]
+
+
+def test_parity_prompts_have_no_near_ties(expected_with_margins: tuple[list[tuple[int, ...]], list[float]]) -> None:
+    answers, margins = expected_with_margins
+    assert all(len(answer) == GREEDY.max_tokens for answer in answers)  # every step's gap was measured
+    assert min(margins) > NEAR_TIE, f"pick other prompts: a greedy near-tie makes the parity tests flaky ({margins})"
 
 
 def _answer(model: api.Model, prompt: str, images: tuple[Path, ...]) -> tuple[int, ...]:
@@ -83,7 +125,7 @@ def test_concurrent_streams_are_stepped_together_and_answer_correctly(
         assert list(pool.map(read, streams)) == expected
     steps = model.engine.batcher.largest_step
     model.engine.batcher.largest_step = max(largest, steps)
-    assert steps > 1 if MULTI_SEQUENCE_STEPS and len(model.engine.slots) > 1 else steps == 1
+    assert steps > 1 if len(model.engine.slots) > 1 else steps <= 1  # one slot: they take turns (resumed)
 
 
 def test_llama_cpp_multi_sequence_step_matches_single_steps(converted: Converted) -> None:
