@@ -177,16 +177,20 @@ class Batcher:
             return []
 
     def _lead(self, group: list[Cursor]) -> None:
+        # A cursor served early in the step may already be back in _waiting (its thread took the token and asked
+        # for the next one): only those that lost their slot to a resumed one go back, and none twice.
+        again: list[Cursor] = list(group)
         try:
             with self.engine.lock:
-                self._run(group)
+                again = self._run(group)
         finally:
             with self._changed:
                 self._stepping = False
-                self._waiting.extend(c for c in group if not c.served())  # lost their slot to a resumed one
+                self._waiting.extend(c for c in again if not c.served() and c not in self._waiting)
                 self._changed.notify_all()
 
-    def _run(self, group: list[Cursor]) -> None:
+    def _run(self, group: list[Cursor]) -> list[Cursor]:
+        """Steps `group`; returns the cursors that lost their slot to one resumed here (served next step)."""
         for cursor in group:
             if not cursor.holds_state():
                 try:
@@ -194,9 +198,11 @@ class Batcher:
                 except Exception as exc:  # that cursor's caller gets it; the others go on
                     cursor.fail(exc)
         batched = [cursor for cursor in group if not cursor.served() and cursor.holds_state()]
+        lost = [cursor for cursor in group if not cursor.served() and not cursor.holds_state()]
         width = self.engine.text.n_batch
         for start in range(0, len(batched), width):
             self._decode(batched[start : start + width])
+        return lost
 
     def _decode(self, cursors: list[Cursor]) -> None:
         entries = [(cursor.slot, cursor.tokens[-1]) for cursor in cursors]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ import pytest
 from llama_cpp import llama_cpp as lc
 
 import lfm_edge.model as api
+from lfm_edge import batching
 from lfm_edge.errors import ConfigError, LfmEdgeError
 from lfm_edge.generation import GenerationOptions
 from lfm_edge.native import sampling
@@ -126,6 +128,29 @@ def test_concurrent_streams_are_stepped_together_and_answer_correctly(
     steps = model.engine.batcher.largest_step
     model.engine.batcher.largest_step = max(largest, steps)
     assert steps > 1 if len(model.engine.slots) > 1 else steps <= 1  # one slot: they take turns (resumed)
+
+
+def test_a_reader_served_early_in_a_step_is_decoded_once_per_step(
+    model: api.Model, expected: list[tuple[int, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader whose token is sampled while the step is still running, and who wakes then (another generation
+    leaving wakes the waiting readers; here after every step's sampling, and the step lasts 20 ms more), takes its
+    token and asks for the next one before the step ends: it must be queued once (it was queued twice, and llama.cpp
+    refused the next batch's positions: "inconsistent sequence positions")."""
+    decode = batching.Batcher._decode
+
+    def slow_decode(batcher: batching.Batcher, cursors: list[batching.Cursor]) -> None:
+        decode(batcher, cursors)
+        with batcher._changed:
+            batcher._changed.notify_all()  # as Batcher.leave does
+        time.sleep(0.02)
+
+    monkeypatch.setattr(batching.Batcher, "_decode", slow_decode)
+    monkeypatch.setattr(batching, "GRACE_S", 0.001)
+    text_cases = [index for index, (_, images) in enumerate(PROMPTS) if not images]
+    with ThreadPoolExecutor(len(text_cases)) as pool:
+        answers = list(pool.map(lambda index: _answer(model, *PROMPTS[index]), text_cases))
+    assert answers == [expected[index] for index in text_cases]
 
 
 def test_llama_cpp_multi_sequence_step_matches_single_steps(converted: Converted) -> None:
