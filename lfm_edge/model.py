@@ -216,8 +216,8 @@ class Model:
 
     def caption_many(self, images: Sequence[Any], prompt: str = CAPTION_PROMPT,
                      options: GenerationOptions | None = None, **knobs: Any) -> list[Completion]:  # fmt: skip
-        """Captions of `images`, in order, generated n_seq at a time (stepped together; each image is encoded
-        between decode steps). The first error is raised once the others have finished."""
+        """Captions of `images`, in order, generated n_seq at a time (decoded together in one batch; each crop is
+        encoded between two decode steps). The first error is raised once the others have finished."""
         if not images:
             return []
         with ThreadPoolExecutor(min(len(images), len(self.engine.slots)), thread_name_prefix="lfm-caption") as pool:
