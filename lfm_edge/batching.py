@@ -18,9 +18,10 @@ run alone and the same one run beside others; any larger gap gives the same toke
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from lfm_edge.native.sampling import SamplingParams
@@ -134,6 +135,22 @@ class Batcher:
         self._stepping = False
         self.largest_step = 0  # the most sequences decoded in one llama_decode so far (tests, /health)
         self.steps = 0
+        self._step_seconds = 0.0  # the last step's
+        self._steps_at_crop = -1  # `steps` when the last image crop was encoded
+
+    @contextlib.contextmanager
+    def between_steps(self) -> Iterator[None]:
+        """Held while one image crop is encoded: the engine lock, taken once the generations running have had a step
+        since the previous crop, so they wait one crop's encoding at most. Generations that do not ask for a step
+        within the grace period plus two steps' time are not waited for again (as in a step)."""
+        with self._changed:
+            if self._keeping_up and self.steps == self._steps_at_crop:
+                patience = GRACE_S + 2 * self._step_seconds
+                if not self._changed.wait_for(lambda: self.steps != self._steps_at_crop, patience):
+                    self._keeping_up.intersection_update(self._waiting)
+        with self.engine.lock:
+            yield
+            self._steps_at_crop = self.steps
 
     def join(self, cursor: Cursor) -> None:
         with self._changed:
@@ -180,9 +197,11 @@ class Batcher:
         # A cursor served early in the step may already be back in _waiting (its thread took the token and asked
         # for the next one): only those that lost their slot to a resumed one go back, and none twice.
         again: list[Cursor] = list(group)
+        started = time.perf_counter()
         try:
             with self.engine.lock:
                 again = self._run(group)
+                self._step_seconds = time.perf_counter() - started
         finally:
             with self._changed:
                 self._stepping = False

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,8 +167,8 @@ class PromptBuilder:
         self.vision = vision
         self.embeddings = embeddings
         self._prepared: OrderedDict[str, PreparedImage] = OrderedDict()
-        # Held while one crop is encoded (Model: the engine lock, so generations running meanwhile wait one crop).
-        self.encode_lock: AbstractContextManager[Any] = contextlib.nullcontext()
+        # Entered while one crop is encoded (Model: the engine lock, between two steps of the generations running).
+        self.encode_lock: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
 
     def clear_caches(self) -> None:
         """Forgets preprocessed images and in-memory crop embeddings (the persistent folder, if any, stays)."""
@@ -259,7 +259,7 @@ class PromptBuilder:
             return ImageBlock(digest, cached)
         assert self.vision is not None
         started = time.perf_counter()
-        with self.encode_lock:
+        with self.encode_lock():
             embeddings = self.vision.encode(crop)
         seconds = time.perf_counter() - started
         clock.add("encode_s", seconds)

@@ -123,7 +123,7 @@ class Model:
         # keep decoding; each crop's encoding takes the lock, between two of their steps (one crop's stall at most).
         self._building = threading.RLock()
         adjust_model(self, options.profile)  # the profile's mmproj lifetime and snapshot count
-        self.prompts.encode_lock = self.engine.lock
+        self.prompts.encode_lock = self.engine.batcher.between_steps
 
     def _embedding_cache(self, options: LoadOptions) -> EmbeddingCache | None:
         if self.vision is None:

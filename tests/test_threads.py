@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import random
 import socket
 import threading
@@ -372,3 +374,42 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 300) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition never became true"
         time.sleep(0.05)
+
+
+def test_image_crops_are_encoded_between_steps_of_a_running_generation(
+    model: api.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt's crops are encoded one at a time, each after a decode step of the generation running meanwhile:
+    that generation waits one crop's encoding at most."""
+    batcher, encoder = model.engine.batcher, model.prompts.vision
+    assert encoder is not None
+    encode, steps_at_crops = encoder.encode, []
+
+    def counted(crop: np.ndarray) -> np.ndarray:
+        steps_at_crops.append(batcher.steps)
+        return encode(crop)
+
+    monkeypatch.setattr(encoder, "encode", counted)
+    model.prompts.clear_caches()  # every crop encoded, none found in the cache
+    ends = tuple((t, -math.inf) for t in range(model.text.n_vocab) if model.text.is_end_of_generation(t))
+    endless = GenerationOptions(2000, sampling=SamplingParams(temperature=0, logit_bias=ends))
+    running = model.stream("Count to five.", options=endless)
+    pieces, done = iter(running), threading.Event()
+    next(pieces)
+
+    def read_on() -> None:
+        while not done.is_set() and next(pieces, None) is not None:
+            pass
+        running.close()
+
+    reader = threading.Thread(target=read_on)
+    reader.start()
+    try:
+        image_stream = model.stream("What is in the picture?", [IMAGE], GREEDY, do_image_splitting=True)
+        image_stream.close()
+    finally:
+        done.set()
+        reader.join()
+    assert running.completion is None  # it was still generating when the last crop was encoded
+    assert len(steps_at_crops) >= 3
+    assert all(later > earlier for earlier, later in itertools.pairwise(steps_at_crops)), steps_at_crops
