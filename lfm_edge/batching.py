@@ -197,9 +197,9 @@ class Batcher:
         # A cursor served early in the step may already be back in _waiting (its thread took the token and asked
         # for the next one): only those that lost their slot to a resumed one go back, and none twice.
         again: list[Cursor] = list(group)
-        started = time.perf_counter()
         try:
             with self.engine.lock:
+                started = time.perf_counter()
                 again = self._run(group)
                 self._step_seconds = time.perf_counter() - started
         finally:
