@@ -29,10 +29,12 @@ from lfm_edge.native.sampling import SamplingParams
 if TYPE_CHECKING:
     from lfm_edge.engine import Engine, Item, PrefillStats, Slot
 
-# How long a step waits for generating cursors that have not asked for their next token yet: the per-token work of
-# a reader (detokenize, stop strings, an SSE write) is well under a millisecond; a decode step of the full-size model
-# takes tens. A cursor that misses it is not waited for again until it asks (see Batcher).
+# How long a step waits for generating cursors that have not asked for their next token yet: GRACE_S plus this share
+# of the last step's duration. The per-token work of a reader (detokenize, stop strings, an SSE write) is well under
+# a millisecond, but on a busy machine its thread may not run for a while, and a cursor that misses a step waits a
+# whole step. A cursor that misses it is not waited for again until it asks (see Batcher).
 GRACE_S = 0.004
+GRACE_SHARE_OF_STEP = 0.1
 
 
 class Cursor:
@@ -145,7 +147,7 @@ class Batcher:
         within the grace period plus two steps' time are not waited for again (as in a step)."""
         with self._changed:
             if self._keeping_up and self.steps == self._steps_at_crop:
-                patience = GRACE_S + 2 * self._step_seconds
+                patience = self._grace() + 2 * self._step_seconds
                 if not self._changed.wait_for(lambda: self.steps != self._steps_at_crop, patience):
                     self._keeping_up.intersection_update(self._waiting)
         with self.engine.lock:
@@ -178,11 +180,11 @@ class Batcher:
         """Waits until `cursor` is served (returns []) or until this thread should run the next step: every cursor
         that keeps up has asked, or the grace period is over (returns the step's cursors)."""
         with self._changed:
-            deadline = time.monotonic() + GRACE_S
+            deadline = time.monotonic() + self._grace()
             while not cursor.served():
                 if self._stepping:  # the others get their tokens from it and then ask again: wait for them anew
                     self._changed.wait()
-                    deadline = time.monotonic() + GRACE_S
+                    deadline = time.monotonic() + self._grace()
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0 or self._keeping_up.issubset(self._waiting):
@@ -192,6 +194,9 @@ class Batcher:
                     return group
                 self._changed.wait(left)
             return []
+
+    def _grace(self) -> float:
+        return GRACE_S + GRACE_SHARE_OF_STEP * self._step_seconds
 
     def _lead(self, group: list[Cursor]) -> None:
         # A cursor served early in the step may already be back in _waiting (its thread took the token and asked
