@@ -117,7 +117,8 @@ class Cursor:
         """Frees the sampler and the slot (its content stays for a prompt that continues it, e.g. a chat).
 
         Takes no engine lock: an abandoned stream is closed by the garbage collector, in whatever thread runs it,
-        maybe one waiting for a step while another holds the engine lock."""
+        maybe one waiting for a step while another holds the engine lock. The batcher's own lock is reentrant and
+        never held while waiting for the engine lock."""
         self.engine.batcher.leave(self)
         slot, self.slot = self.slot, None
         if slot is not None and slot.owner is self:
