@@ -158,10 +158,10 @@ bench-parse: venv
 ROUNDS ?= 3
 bench: venv
 	$(PY) -m benchmarks.bench_all $(if $(QUICK),--quick,--rounds $(ROUNDS)) $(if $(THREADS),--threads $(THREADS))
-	$(MAKE) bench-parallel $(if $(QUICK),PARALLEL_MODEL=$(DEMO_DIR)/tiny-lfm2.5-vl-f16.gguf PARALLEL_ROUNDS=1)
 
 # Aggregate decode tok/s with 1, 2, 4 concurrent clients: `lfm-edge serve --parallel 4` beside llama-server -np 4
-# (when `make bench-reference` built it), interleaved per round (build/bench/parallel.json).
+# (when `make bench-reference` built it), interleaved per round (build/bench/parallel.json). `make bench` runs it too
+# (its "Parallel clients" section). About 2 minutes on the full-size F16 model with 2 quiet cores.
 PARALLEL_MODEL ?= build/bench/convert-out/ours/full-official-2.5-f16.gguf
 PARALLEL_ROUNDS ?= 3
 .PHONY: bench-parallel

@@ -189,6 +189,21 @@ def missing_tools() -> dict[str, str]:
     return missing
 
 
+def _parallel(plan: Plan) -> dict[str, Any]:
+    """benchmarks.bench_parallel on the F16 text model (the last variant): aggregate decode tok/s with 1, 2 and 4
+    clients through `lfm-edge serve --parallel 4` beside llama-server -np 4; its own rounds, interleaved."""
+    out = (plan.out_dir if plan.quick else BENCH) / "parallel.json"
+    command = [sys.executable, "-m", "benchmarks.bench_parallel", str(plan.variants[-1].text), "--rounds",
+               str(plan.rounds), "--threads", str(plan.threads), "--out", str(out),
+               *(("--tokens", "16") if plan.quick else ())]  # fmt: skip
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if completed.returncode:
+        raise RuntimeError(f"bench_parallel exited with {completed.returncode}: {completed.stderr[-400:]}")
+    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    report.pop("samples", None)
+    return report
+
+
 def run(plan: Plan) -> dict[str, Any]:
     errors: dict[str, str] = {}
     missing = missing_tools()
@@ -205,12 +220,13 @@ def run(plan: Plan) -> dict[str, Any]:
             rounds.append(row)
         memory = _memory(plan, images["photo"], errors)
         vision = _attempt("image path (bench_image)", errors, lambda: _vision(plan))
+        parallel = _attempt("parallel clients (bench_parallel)", errors, lambda: _parallel(plan))
         extra = {}
         if "transformers" not in missing and not plan.quick:
             extra["bf16"] = _transformers(plan, "bf16", images["ttft"], errors)
     results = summarise(plan.variants, rounds, extra)
     return {"quick": plan.quick, "rounds": plan.rounds, "machine": _machine(plan, rounds), "memory": memory,
-            "vision": vision,
+            "vision": vision, "parallel": parallel,
             "not_measured": missing, "errors": errors, **results, "raw_rounds": rounds}  # fmt: skip
 
 

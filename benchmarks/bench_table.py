@@ -200,6 +200,8 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines += ["## Memory", "", *_memory_lines(report["memory"]), ""]
     if report.get("vision"):
         lines += ["## Image path (benchmarks/bench_image.py)", "", *vision_lines(report["vision"]), ""]
+    if report.get("parallel"):
+        lines += ["## Parallel clients (benchmarks/bench_parallel.py)", "", *parallel_lines(report["parallel"]), ""]
     notes = [f"- {tool}: {why}" for tool, why in report["not_measured"].items()]
     notes += [f"- {what} failed: {why}" for what, why in report["errors"].items()]
     if transformers:
@@ -235,3 +237,19 @@ def vision_lines(vision: dict[str, Any]) -> list[str]:
     return [*lines, f"mmproj chosen for this CPU ({vision['cpu_class']}): `{vision['chosen_mmproj']}`. Cache-hit "
             f"TTFT / uncached (fresh load, persistent cache; goal ≤ 0.25): {ratios}. 1920x1080 image-prompt prefill: "
             f"{prefill}."]  # fmt: skip
+
+
+def parallel_lines(parallel: dict[str, Any]) -> list[str]:
+    """Aggregate decode tok/s by concurrent clients, ours beside llama-server, and the two goals."""
+    rates, versus = parallel["aggregate_tok_s"], parallel.get("ours_over_llama_server") or {}
+    kinds = list(rates)
+    header = ["clients", *(f"{kind} (tok/s)" for kind in kinds), *(f"{kind} / 1 client" for kind in kinds),
+              "ours / llama-server"]  # fmt: skip
+    scaling = parallel["scaling_over_1_client"]
+    rows = [[str(n), *(_num(rates[k][n]) for k in kinds), *(_num(scaling[k][n]) for k in kinds), _num(versus.get(n))]
+            for n in rates["ours"]]  # fmt: skip
+    goals = ", ".join(f"{goal}: {'met' if met else 'not met' if met is not None else 'not measured'}"
+                      for goal, met in parallel["goals"].items())  # fmt: skip
+    return [*_table(header, rows), "", f"`{parallel['model']}`, {parallel['tokens_per_client']} greedy tokens per "
+            f"client (end of text banned), {parallel['threads']} threads, --parallel 4 / -np 4, {parallel['rounds']} "
+            f"interleaved round(s), medians; prefill of a ~20-token prompt included. Goals: {goals}."]  # fmt: skip

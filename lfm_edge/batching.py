@@ -1,34 +1,40 @@
-"""Generations sharing one Model: each a Cursor in its own slot (llama.cpp sequence), stepped together.
+"""Generations sharing one Model: each a Cursor in its own slot (llama.cpp sequence), decoded together.
 
 Continuous batching without a scheduler thread: a cursor that wants its next token registers with the Batcher and
-takes the engine lock; whoever gets the lock first evaluates the pending token of every cursor registered by then
-(in ONE llama_decode when MULTI_SEQUENCE_STEPS; see below why it is off) and samples each one's next token from its
-own row with its own sampler (grammar, penalties, seed). The others find their token ready when they get the lock.
-A cursor that joins or leaves changes only the next step.
+waits. Once every generating cursor has registered (or a short grace period has passed: a reader that lags, like a
+stream left half-read, is not waited for again until it comes back), one of the waiting threads takes the engine
+lock and evaluates the pending token of every registered cursor in ONE llama_decode, then samples each one's next
+token from its own logits row with its own sampler (grammar, penalties, seed). A cursor that joins (its prompt is
+prefilled between two steps) or leaves (finished, stopped, closed) changes only the next step.
 
 A cursor whose slot was taken meanwhile (more generations than slots, a stream left half-read) notices it by the
 slot's version and re-establishes its own state before sampling (a snapshot of its prompt, then its own tokens
 again): a stream resumed late is correct, never another prompt's continuation.
+
+Batched rows round differently from a single row (llama.cpp picks other kernels for a wider batch: measured 1e-6 on
+the logits), so a greedy choice between two tokens whose logits tie to within that can differ between a generation
+run alone and the same one run beside others; any larger gap gives the same tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from lfm_edge.native.sampling import SamplingParams
 
-# Continuous batching (one llama_decode holding the next token of every waiting generation) is OFF. A first
-# measurement showed wrong logits for every sequence but the first: that was ggml's AMX matmul path, which
-# native/text.py now keeps weights out of; a multi-sequence step then matches single steps to float rounding
-# (tests/test_threads.py::test_llama_cpp_multi_sequence_step_matches_single_steps). Switched on, the alternating-chats
-# test still diverged in 1 of 6 runs here (a second turn differing from token 5), so each waiting generation keeps
-# its own llama_decode, in one pass of the engine lock, until that is understood.
-MULTI_SEQUENCE_STEPS = False
-
 if TYPE_CHECKING:
     from lfm_edge.engine import Engine, Item, PrefillStats, Slot
+
+# How long a step waits for generating cursors that have not asked for their next token yet: GRACE_S plus this share
+# of the last step's duration. The per-token work of a reader (detokenize, stop strings, an SSE write) is well under
+# a millisecond, but on a busy machine its thread may not run for a while, and a cursor that misses a step waits a
+# whole step. A cursor that misses it is not waited for again until it asks (see Batcher).
+GRACE_S = 0.004
+GRACE_SHARE_OF_STEP = 0.1
 
 
 class Cursor:
@@ -58,9 +64,13 @@ class Cursor:
         with self.engine.lock:
             self.slot, slot.owner, self._version = slot, self, slot.version
             self._ready = self.sampler.sample(self.engine.text.ctx, -1)
+        self.engine.batcher.join(self)
+
+    def served(self) -> bool:
+        return self._ready is not None or self._error is not None
 
     def next_token(self) -> int:
-        if self._ready is None and self._error is None:
+        if not self.served():
             self.engine.batcher.step(self)
         error, self._error = self._error, None
         if error is not None:
@@ -83,7 +93,7 @@ class Cursor:
         """After a step that evaluated this cursor's last token at batch row `row`."""
         assert self.slot is not None
         self._version = self.slot.version
-        self._ready = self.engine.batcher.sample(self, row)
+        self._ready = self.sampler.sample(self.engine.text.ctx, row)
 
     def fail(self, error: BaseException) -> None:
         self._error = error
@@ -106,8 +116,10 @@ class Cursor:
     def close(self) -> None:
         """Frees the sampler and the slot (its content stays for a prompt that continues it, e.g. a chat).
 
-        Takes no lock: an abandoned stream is closed by the garbage collector, in whatever thread runs it, maybe one
-        holding the batcher's mutex while another holds the engine lock."""
+        Takes no engine lock: an abandoned stream is closed by the garbage collector, in whatever thread runs it,
+        maybe one waiting for a step while another holds the engine lock. The batcher's own lock is reentrant and
+        never held while waiting for the engine lock."""
+        self.engine.batcher.leave(self)
         slot, self.slot = self.slot, None
         if slot is not None and slot.owner is self:
             slot.owner = None
@@ -115,39 +127,112 @@ class Cursor:
 
 
 class Batcher:
+    """Gathers the cursors that want their next token and decodes them in one step (see the module docstring)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._waiting: list[Cursor] = []
-        self._mutex = threading.Lock()
+        self._keeping_up: set[Cursor] = set()  # generating cursors a step waits for
+        # Reentrant: the garbage collector may close an abandoned stream's cursor (leave) in a thread holding it.
+        self._changed = threading.Condition(threading.RLock())
+        self._stepping = False
         self.largest_step = 0  # the most sequences decoded in one llama_decode so far (tests, /health)
+        self.steps = 0
+        self._step_seconds = 0.0  # the last step's
+        self._steps_at_crop = -1  # `steps` when the last image crop was encoded
+
+    @contextlib.contextmanager
+    def between_steps(self) -> Iterator[None]:
+        """Held while one image crop is encoded: the engine lock, taken once the generations running have had a step
+        since the previous crop, so they wait one crop's encoding at most. Generations that do not ask for a step
+        within the grace period plus two steps' time are not waited for again (as in a step)."""
+        with self._changed:
+            if self._keeping_up and self.steps == self._steps_at_crop:
+                patience = self._grace() + 2 * self._step_seconds
+                if not self._changed.wait_for(lambda: self.steps != self._steps_at_crop, patience):
+                    self._keeping_up.intersection_update(self._waiting)
+        with self.engine.lock:
+            yield
+            self._steps_at_crop = self.steps
+
+    def join(self, cursor: Cursor) -> None:
+        with self._changed:
+            self._keeping_up.add(cursor)
+
+    def leave(self, cursor: Cursor) -> None:
+        with self._changed:
+            self._keeping_up.discard(cursor)
+            if cursor in self._waiting:
+                self._waiting.remove(cursor)
+            self._changed.notify_all()  # a step may have been waiting for it
 
     def step(self, cursor: Cursor) -> None:
         """Returns once `cursor` has its next token (or its error)."""
-        with self._mutex:
+        with self._changed:
+            self._keeping_up.add(cursor)
             self._waiting.append(cursor)
-        with self.engine.lock:
-            with self._mutex:
-                group, self._waiting = self._waiting, []
+            self._changed.notify_all()
+        while not cursor.served():
+            group = self._gather(cursor)
             if group:
-                self._run(group)
+                self._lead(group)
 
-    def _run(self, group: list[Cursor]) -> None:
-        batched: list[Cursor] = []
+    def _gather(self, cursor: Cursor) -> list[Cursor]:
+        """Waits until `cursor` is served (returns []) or until this thread should run the next step: every cursor
+        that keeps up has asked, or the grace period is over (returns the step's cursors)."""
+        with self._changed:
+            deadline = time.monotonic() + self._grace()
+            while not cursor.served():
+                if self._stepping:  # the others get their tokens from it and then ask again: wait for them anew
+                    self._changed.wait()
+                    deadline = time.monotonic() + self._grace()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0 or self._keeping_up.issubset(self._waiting):
+                    group, self._waiting = self._waiting, []
+                    self._keeping_up.intersection_update(group)  # those that missed it are not waited for again
+                    self._stepping = True
+                    return group
+                self._changed.wait(left)
+            return []
+
+    def _grace(self) -> float:
+        return GRACE_S + GRACE_SHARE_OF_STEP * self._step_seconds
+
+    def _lead(self, group: list[Cursor]) -> None:
+        # A cursor served early in the step may already be back in _waiting (its thread took the token and asked
+        # for the next one): only those that lost their slot to a resumed one go back, and none twice.
+        again: list[Cursor] = list(group)
+        try:
+            with self.engine.lock:
+                started = time.perf_counter()
+                again = self._run(group)
+                self._step_seconds = time.perf_counter() - started
+        finally:
+            with self._changed:
+                self._stepping = False
+                self._waiting.extend(c for c in again if not c.served() and c not in self._waiting)
+                self._changed.notify_all()
+
+    def _run(self, group: list[Cursor]) -> list[Cursor]:
+        """Steps `group`; returns the cursors that lost their slot to one resumed here (served next step)."""
         for cursor in group:
-            if cursor.holds_state():
-                batched.append(cursor)
-                continue
-            try:
-                cursor.resume()
-            except Exception as exc:  # that cursor's caller gets it; the others go on
-                cursor.fail(exc)
-        width = self.engine.text.n_batch if MULTI_SEQUENCE_STEPS else 1
+            if not cursor.holds_state():
+                try:
+                    cursor.resume()
+                except Exception as exc:  # that cursor's caller gets it; the others go on
+                    cursor.fail(exc)
+        batched = [cursor for cursor in group if not cursor.served() and cursor.holds_state()]
+        lost = [cursor for cursor in group if not cursor.served() and not cursor.holds_state()]
+        width = self.engine.text.n_batch
         for start in range(0, len(batched), width):
             self._decode(batched[start : start + width])
+        return lost
 
     def _decode(self, cursors: list[Cursor]) -> None:
         entries = [(cursor.slot, cursor.tokens[-1]) for cursor in cursors]
         self.largest_step = max(self.largest_step, len(entries))
+        self.steps += 1
         try:
             self.engine.step(entries)  # type: ignore[arg-type]
         except Exception as exc:
@@ -159,6 +244,3 @@ class Batcher:
                 cursor.sampled(row)
             except Exception as exc:
                 cursor.fail(exc)
-
-    def sample(self, cursor: Cursor, row: int) -> int:
-        return cursor.sampler.sample(self.engine.text.ctx, row)

@@ -8,10 +8,12 @@ a special token, so this is how transformers' tokenizer splits the expanded prom
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -165,6 +167,8 @@ class PromptBuilder:
         self.vision = vision
         self.embeddings = embeddings
         self._prepared: OrderedDict[str, PreparedImage] = OrderedDict()
+        # Entered while one crop is encoded (Model: the engine lock, between two steps of the generations running).
+        self.encode_lock: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
 
     def clear_caches(self) -> None:
         """Forgets preprocessed images and in-memory crop embeddings (the persistent folder, if any, stays)."""
@@ -255,7 +259,8 @@ class PromptBuilder:
             return ImageBlock(digest, cached)
         assert self.vision is not None
         started = time.perf_counter()
-        embeddings = self.vision.encode(crop)
+        with self.encode_lock():
+            embeddings = self.vision.encode(crop)
         seconds = time.perf_counter() - started
         clock.add("encode_s", seconds)
         clock.values["encode_ms_per_crop"].append(seconds * 1000)

@@ -83,10 +83,19 @@ class Slot:
     version: int = 0
     owner: object | None = None
     used: int = 0
+    # n_past as counted last: of which list object (`evaluated` is only appended to, or replaced), how many of its
+    # units, their positions. Every decode step asks; summing a long conversation each time would grow with it.
+    _counted: tuple[list[Unit] | None, int, int] = field(default=(None, 0, 0), repr=False)
 
     @property
     def n_past(self) -> int:
-        return _positions(self.evaluated)
+        held = self.evaluated
+        counted, units, positions = self._counted
+        if counted is not held or units > len(held):
+            units = positions = 0
+        positions += _positions(held[units:])
+        self._counted = (held, len(held), positions)
+        return positions
 
 
 class Engine:

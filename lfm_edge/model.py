@@ -119,7 +119,11 @@ class Model:
         from lfm_edge.conversation import PromptBuilder
 
         self.prompts = PromptBuilder(self.template, self.text, self.vision, cache)
+        # Prompts are built (images preprocessed, crops encoded) outside the engine lock, so running generations
+        # keep decoding; each crop's encoding takes the lock, between two of their steps (one crop's stall at most).
+        self._building = threading.RLock()
         adjust_model(self, options.profile)  # the profile's mmproj lifetime and snapshot count
+        self.prompts.encode_lock = self.engine.batcher.between_steps
 
     def _embedding_cache(self, options: LoadOptions) -> EmbeddingCache | None:
         if self.vision is None:
@@ -151,7 +155,8 @@ class Model:
         """Frees the model now (a Model dropped without close() is freed by the garbage collector); later calls on
         it, its chats or its streams raise ModelClosedError. Waits for a generation step in another thread."""
         engine = getattr(self, "engine", None)  # None: __init__ failed before the engine existed
-        with engine.lock if engine is not None else contextlib.nullcontext():
+        building = getattr(self, "_building", None) or contextlib.nullcontext()
+        with building, engine.lock if engine is not None else contextlib.nullcontext():
             vision = getattr(self, "vision", None)
             if vision is not None:
                 vision.close()
@@ -179,7 +184,7 @@ class Model:
         settings: ProcessorSettings | None = None,
     ) -> TextStream:
         started = time.perf_counter()
-        with self.engine.lock:  # the image caches and the vision context are shared too
+        with self._building:  # the image caches and the vision context are shared; each crop takes the engine lock
             self.text.check_usable()
             built = self.prompts.build_timed(messages, render or RenderOptions(), settings or self.settings)
             image = built.image_timings if built.image_timings.images else None
@@ -197,14 +202,10 @@ class Model:
 
     def complete(self, stream: TextStream) -> Completion:
         """Reads `stream` to its end. Concurrent callers are served together, up to one per slot
-        (ContextOptions.n_seq), each step decoding them in turn (batching.MULTI_SEQUENCE_STEPS); more
+        (ContextOptions.n_seq), their next tokens decoded in one llama_decode per step (lfm_edge/batching.py); more
         wait their turn."""
-        if len(self.engine.slots) == 1:
-            with self.engine.lock:
-                stream.text()
-        else:
-            with self._generating:  # at most one generation per slot; more callers wait here
-                stream.text()
+        with self._generating:  # at most one generation per slot; more callers wait here
+            stream.text()
         if stream.completion is None:
             raise ModelError("the generation was closed before it finished")
         return stream.completion
@@ -215,8 +216,8 @@ class Model:
 
     def caption_many(self, images: Sequence[Any], prompt: str = CAPTION_PROMPT,
                      options: GenerationOptions | None = None, **knobs: Any) -> list[Completion]:  # fmt: skip
-        """Captions of `images`, in order, generated n_seq at a time (stepped together; each image is encoded
-        between decode steps). The first error is raised once the others have finished."""
+        """Captions of `images`, in order, generated n_seq at a time (decoded together in one batch; each crop is
+        encoded between two decode steps). The first error is raised once the others have finished."""
         if not images:
             return []
         with ThreadPoolExecutor(min(len(images), len(self.engine.slots)), thread_name_prefix="lfm-caption") as pool:

@@ -99,3 +99,16 @@ def test_transformers_script_imports_without_torch() -> None:
     module = importlib.import_module("benchmarks.bench_transformers")
     assert callable(module.run)
     assert ("torch" in sys.modules) == had_torch  # torch and transformers are imported only inside run()
+
+
+def test_table_has_the_parallel_clients_section() -> None:
+    rates = {"ours": {"1": 10.0, "2": 18.0, "4": 30.0}, "llama-server": {"1": 12.0, "2": 20.0, "4": 32.0}}
+    scaling = {kind: {n: by_n[n] / by_n["1"] for n in by_n} for kind, by_n in rates.items()}
+    parallel = {"model": "m.gguf", "tokens_per_client": 64, "threads": 2, "rounds": 3, "aggregate_tok_s": rates,
+                "scaling_over_1_client": scaling, "ours_over_llama_server": {"1": 10 / 12, "2": 0.9, "4": 30 / 32},
+                "goals": {"4 clients >= 2.5x 1 client": True, "4 clients >= 0.95x llama-server -np 4": False},
+                }  # fmt: skip
+    table = format_markdown({**_report([{"variants": [{"ours": _ours(1.0)}]}], {}), "parallel": parallel})
+    assert "## Parallel clients" in table
+    assert "| 4 | 30.0 | 32.0 | 3.00 | 2.67 | 0.94 |" in table
+    assert "4 clients >= 2.5x 1 client: met, 4 clients >= 0.95x llama-server -np 4: not met" in table

@@ -3,15 +3,19 @@ call or box array, and chat(tools=...) / detect() must return exactly the expect
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from llama_cpp import llama_cpp as lc
 
 import lfm_edge.model as api
-from lfm_edge.errors import ConfigError
+from lfm_edge.errors import ConfigError, SamplingError
 from lfm_edge.generation import GenerationOptions
-from lfm_edge.native.sampling import SamplingParams, grammar_blind_spot
+from lfm_edge.native.sampling import Sampler, SamplingParams, grammar_blind_spot
 
 IMAGES = Path(__file__).parent / "images"
 PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}
@@ -113,3 +117,33 @@ def test_logit_bias_is_validated_and_bans(model: api.Model) -> None:
     with pytest.raises(ConfigError, match="outside the vocabulary"):
         model.generate("Hello", options=GenerationOptions(max_tokens=1, sampling=outside))
     assert model.generate("Hello", options=greedy).token_ids[0] == first  # the model still works
+
+
+def test_greedy_under_logit_bias_picks_what_llama_cpps_own_chain_picks(model: api.Model) -> None:
+    """Greedy with logit_bias alone is an argmax in numpy (no candidate array); llama.cpp's logit_bias + greedy
+    samplers, run by llama_sampler_sample on the same logits, are the reference."""
+    model.generate("Hello", options=GenerationOptions(max_tokens=1, sampling=SamplingParams(temperature=0)))
+    ctx, vocab = model.text.ctx, model.text.vocab
+    logits = model.text.last_logits()
+    order = [int(t) for t in np.argsort(logits)[::-1][:4]]
+    overtake = float(logits[order[0]] - logits[order[1]]) + 1.0
+    cases = [((order[0], -math.inf),), ((order[0], -math.inf), (order[1], -0.5), (order[3], 2.0)),
+             ((order[2], 1.0), (order[2], 1.5)), ((order[1], overtake),)]  # fmt: skip
+    for biases in cases:
+        sampler = Sampler(SamplingParams(temperature=0, repetition_penalty=1, logit_bias=biases), vocab, 64)
+        assert sampler._bias is not None  # the numpy path
+        ours = sampler.sample(ctx, -1)
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        entries: Any = (lc.llama_logit_bias * len(biases))()
+        for index, (token, bias) in enumerate(biases):
+            entries[index].token, entries[index].bias = token, bias
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_logit_bias(model.text.n_vocab, len(biases), entries))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        try:
+            assert ours == lc.llama_sampler_sample(chain, ctx, -1), biases
+        finally:
+            lc.llama_sampler_free(chain)
+    every = tuple((t, -math.inf) for t in range(model.text.n_vocab))
+    ban_all = SamplingParams(temperature=0, repetition_penalty=1, logit_bias=every)
+    with pytest.raises(SamplingError, match="bans every token"):
+        Sampler(ban_all, vocab, 64).sample(ctx, -1)

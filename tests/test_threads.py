@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import itertools
+import math
 import random
 import threading
-import urllib.request
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from llama_cpp import llama_cpp as lc
 
 import lfm_edge.model as api
-from lfm_edge.batching import MULTI_SEQUENCE_STEPS
+from lfm_edge import batching
 from lfm_edge.errors import ConfigError, LfmEdgeError
 from lfm_edge.generation import GenerationOptions
+from lfm_edge.native import sampling
 from lfm_edge.native.sampling import SamplingParams
 from lfm_edge.native.text import ContextOptions, TextModel
 
@@ -45,10 +48,51 @@ def model(request: pytest.FixtureRequest, converted: Converted) -> Iterator[api.
         yield loaded
 
 
+# Generations decoded together round differently from one decoded alone (llama.cpp's kernels for a wider batch:
+# 1e-6 measured, test_llama_cpp_multi_sequence_step_matches_single_steps), so a greedy choice is only the same on
+# both paths when its top two candidates are further apart than that. The prompts above were picked (with the tiny
+# test model: seed 0, F16) for a gap of at least 6.7e-3 at every step; test_parity_prompts_have_no_near_ties checks
+# it stays so, and the equality tests compare real outputs, never loosened.
+NEAR_TIE = 1e-3
+
+
 @pytest.fixture(scope="module")
-def expected(model: api.Model) -> list[tuple[int, ...]]:
-    """Each prompt's greedy tokens, generated one after another."""
-    return [_answer(model, prompt, images) for prompt, images in PROMPTS]
+def expected_with_margins(model: api.Model) -> tuple[list[tuple[int, ...]], list[float]]:
+    """Each prompt's greedy tokens, generated one after another, and the smallest gap between the best and the
+    second-best candidate (after the sampler's penalties) over its steps."""
+    gaps: list[float] = []
+    original = sampling.Sampler.sample
+
+    def sample(sampler: sampling.Sampler, ctx: Any, index: int = -1) -> int:
+        token = original(sampler, ctx, index)
+        candidates = sampler._candidates["logit"] if len(sampler._candidates) else _raw_logits(sampler, ctx, index)
+        top = np.partition(candidates, -2)[-2:]
+        gaps.append(float(top[1] - top[0]))
+        return token
+
+    answers, margins = [], []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sampling.Sampler, "sample", sample)
+        for prompt, images in PROMPTS:
+            gaps.clear()
+            answers.append(_answer(model, prompt, images))
+            margins.append(min(gaps))
+    return answers, margins
+
+
+def _raw_logits(sampler: sampling.Sampler, ctx: Any, index: int) -> np.ndarray:
+    return np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(sampler._n_vocab,))
+
+
+@pytest.fixture(scope="module")
+def expected(expected_with_margins: tuple[list[tuple[int, ...]], list[float]]) -> list[tuple[int, ...]]:
+    return expected_with_margins[0]
+
+
+def test_parity_prompts_have_no_near_ties(expected_with_margins: tuple[list[tuple[int, ...]], list[float]]) -> None:
+    answers, margins = expected_with_margins
+    assert all(len(answer) == GREEDY.max_tokens for answer in answers)  # every step's gap was measured
+    assert min(margins) > NEAR_TIE, f"pick other prompts: a greedy near-tie makes the parity tests flaky ({margins})"
 
 
 def _answer(model: api.Model, prompt: str, images: tuple[Path, ...]) -> tuple[int, ...]:
@@ -83,7 +127,30 @@ def test_concurrent_streams_are_stepped_together_and_answer_correctly(
         assert list(pool.map(read, streams)) == expected
     steps = model.engine.batcher.largest_step
     model.engine.batcher.largest_step = max(largest, steps)
-    assert steps > 1 if MULTI_SEQUENCE_STEPS and len(model.engine.slots) > 1 else steps == 1
+    assert steps > 1 if len(model.engine.slots) > 1 else steps <= 1  # one slot: they take turns (resumed)
+
+
+def test_a_reader_served_early_in_a_step_is_decoded_once_per_step(
+    model: api.Model, expected: list[tuple[int, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader whose token is sampled while the step is still running, and who wakes then (another generation
+    leaving wakes the waiting readers; here after every step's sampling, and the step lasts 20 ms more), takes its
+    token and asks for the next one before the step ends: it must be queued once (it was queued twice, and llama.cpp
+    refused the next batch's positions: "inconsistent sequence positions")."""
+    decode = batching.Batcher._decode
+
+    def slow_decode(batcher: batching.Batcher, cursors: list[batching.Cursor]) -> None:
+        decode(batcher, cursors)
+        with batcher._changed:
+            batcher._changed.notify_all()  # as Batcher.leave does
+        time.sleep(0.02)
+
+    monkeypatch.setattr(batching.Batcher, "_decode", slow_decode)
+    monkeypatch.setattr(batching, "GRACE_S", 0.001)
+    text_cases = [index for index, (_, images) in enumerate(PROMPTS) if not images]
+    with ThreadPoolExecutor(len(text_cases)) as pool:
+        answers = list(pool.map(lambda index: _answer(model, *PROMPTS[index]), text_cases))
+    assert answers == [expected[index] for index in text_cases]
 
 
 def test_llama_cpp_multi_sequence_step_matches_single_steps(converted: Converted) -> None:
@@ -227,27 +294,40 @@ def test_caption_many_answers_in_order_as_one_by_one(model: api.Model) -> None:
     assert [c.token_ids for c in model.caption_many(images, options=GREEDY, **SMALL_IMAGE)] == one_by_one
 
 
-def test_the_server_runs_a_request_per_slot_and_reports_them(model: api.Model) -> None:
-    from lfm_edge.server import ServerOptions
-    from lfm_edge.server.run import start_in_thread
+def test_image_crops_are_encoded_between_steps_of_a_running_generation(
+    model: api.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt's crops are encoded one at a time, each after a decode step of the generation running meanwhile:
+    that generation waits one crop's encoding at most."""
+    batcher, encoder = model.engine.batcher, model.prompts.vision
+    assert encoder is not None
+    encode, steps_at_crops = encoder.encode, []
 
-    server = start_in_thread(model, ServerOptions(model_ids=("tiny",), port=0))
+    def counted(crop: np.ndarray) -> np.ndarray:
+        steps_at_crops.append(batcher.steps)
+        return encode(crop)
+
+    monkeypatch.setattr(encoder, "encode", counted)
+    model.prompts.clear_caches()  # every crop encoded, none found in the cache
+    ends = tuple((t, -math.inf) for t in range(model.text.n_vocab) if model.text.is_end_of_generation(t))
+    endless = GenerationOptions(2000, sampling=SamplingParams(temperature=0, logit_bias=ends))
+    running = model.stream("Count to five.", options=endless)
+    pieces, done = iter(running), threading.Event()
+    next(pieces)
+
+    def read_on() -> None:
+        while not done.is_set() and next(pieces, None) is not None:
+            pass
+        running.close()
+
+    reader = threading.Thread(target=read_on)
+    reader.start()
     try:
-        with urllib.request.urlopen(f"{server.url}/health", timeout=60) as response:
-            health = json.loads(response.read())
-        assert health["slots"] == len(model.engine.slots) and health["slots_busy"] == health["queued"] == 0
-
-        def ask(prompt: str) -> str:
-            body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "temperature": 0}
-            request = urllib.request.Request(
-                f"{server.url}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=300) as response:
-                return str(json.loads(response.read())["choices"][0]["message"]["content"])
-
-        prompts = ["Hello", "Name a colour.", "Count to five.", "Why?"]
-        one_by_one = [ask(prompt) for prompt in prompts]
-        with ThreadPoolExecutor(4) as pool:
-            assert list(pool.map(ask, prompts)) == one_by_one
+        image_stream = model.stream("What is in the picture?", [IMAGE], GREEDY, do_image_splitting=True)
+        image_stream.close()
     finally:
-        server.close()
+        done.set()
+        reader.join()
+    assert running.completion is None  # it was still generating when the last crop was encoded
+    assert len(steps_at_crops) >= 3
+    assert all(later > earlier for earlier, later in itertools.pairwise(steps_at_crops)), steps_at_crops

@@ -35,7 +35,7 @@ from lfm_edge.errors import ConfigError
     default=2,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Requests generated at once (slots, stepped together); they share --n-ctx.",
+    help="Requests generated at once (slots, decoded together); they share --n-ctx.",
 )
 @click.option("--max-queue", default=8, show_default=True, type=click.IntRange(0), help="Requests waiting at most.")
 @click.option("--max-images", default=16, show_default=True, type=click.IntRange(0), help="Images per request.")

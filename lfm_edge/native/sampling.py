@@ -142,6 +142,14 @@ def _biases(vocab: lc.llama_vocab_p, biases: Sequence[tuple[int, float]]) -> lc.
     return sampler
 
 
+def _bias_vector(biases: Sequence[tuple[int, float]], n_vocab: int) -> np.ndarray | None:
+    if not biases:
+        return None
+    vector = np.zeros(n_vocab, dtype=np.float32)
+    np.add.at(vector, np.array([token for token, _ in biases]), np.array([bias for _, bias in biases], np.float32))
+    return vector
+
+
 def _ban(vocab: lc.llama_vocab_p, tokens: Sequence[int]) -> lc.llama_sampler_p:
     return _biases(vocab, [(token, -math.inf) for token in tokens])
 
@@ -176,9 +184,13 @@ class Sampler:
             for token in history:
                 lc.llama_sampler_accept(penalties, token)
             self._add(penalties)
-        plain = params.grammar is None and not penalized and not params.logit_bias
+        plain = params.grammar is None and not penalized
         self._n_vocab = int(lc.llama_vocab_n_tokens(vocab))
         self._argmax_width = self._n_vocab if params.temperature == 0 and plain else 0
+        # Greedy under logit_bias alone (e.g. end-of-text banned): the biases added in numpy, then the argmax
+        # (llama.cpp's logit_bias sampler adds them to the same candidates, in id order, and greedy takes the first
+        # maximum too), instead of a 65,536-entry candidate array per token.
+        self._bias = _bias_vector(params.logit_bias, self._n_vocab) if self._argmax_width else None
         self._candidates = np.zeros(self._n_vocab if not self._argmax_width else 0, dtype=_TOKEN_DATA)
         self._ids = np.arange(len(self._candidates), dtype=np.int32)
         if params.temperature == 0:
@@ -203,8 +215,11 @@ class Sampler:
             raise ModelClosedError("this generation's sampler was closed (the stream was closed)")
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
         if self._argmax_width:
-            token = int(np.argmax(logits))
-            if not math.isfinite(float(logits[token])):
+            scores = logits if self._bias is None else logits + self._bias
+            token = int(np.argmax(scores))
+            if not math.isfinite(float(scores[token])):
+                if self._bias is not None and math.isfinite(float(logits[token])):
+                    raise SamplingError("no token can be sampled: logit_bias bans every token; remove some bans")
                 raise SamplingError("the model produced non-finite logits; the weights or settings are broken")
             return token
         # What llama_sampler_sample does, with a check between choosing and accepting.

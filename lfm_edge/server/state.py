@@ -28,7 +28,7 @@ class ServerState:
 
     @classmethod
     def create(cls, model: Model, options: ServerOptions) -> ServerState:
-        # As many jobs run at once as the model has slots (lfm-edge serve --parallel N loads N), stepped together.
+        # As many jobs run at once as the model has slots (lfm-edge serve --parallel N loads N), decoded together.
         worker = ModelWorker(options.limits.max_queue, options.limits.retry_after_s, len(model.engine.slots))
         return cls(model, options, worker, tool_markers(model))
 
