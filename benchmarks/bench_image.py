@@ -13,10 +13,9 @@ FOLDER holds <Model>-Q4_0.gguf and mmproj-<Model>-<TYPE>.gguf files (`lfm-edge q
 Q8_0,F16,BF16`), optionally vision-<Model>-*.onnx. Medians over rounds; ratios are taken within the run.
 
 How each TTFT is taken: ours, from the generate() call to the first token (image file decoding and preprocessing
-included), model loaded and warmed up; llama-mtmd-cli, from its own log: the sum of its "slice encoded in" lines
-(the vision encoder) plus its "prompt eval time" (the text model over the image positions and the question), so its
-image file decoding and preprocessing are NOT included; transformers, from the call (processor included) to the
-first token's logits, after one warm-up.
+included), model loaded and warmed up; llama-mtmd-cli (-n 1), from its log's timestamps: model and mmproj loaded
+to its perf summary (image decoding, preprocessing, encode, prefill, the first token; see mtmd_cli_ttft);
+transformers, from the call (processor included) to the first token's logits, after one warm-up.
 """
 
 from __future__ import annotations
@@ -119,11 +118,24 @@ def ours_ttft(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+_STAMP = r"(\d+)\.(\d\d)\.(\d{3})\.(\d{3}) I "  # common/log.cpp: minutes.seconds.milliseconds.microseconds
+
+
+def _stamp_ms(log: str, marker: str) -> float:
+    found = re.search(_STAMP + re.escape(marker), log)
+    if found is None:
+        raise RuntimeError(f"llama-mtmd-cli's log has no {marker!r} line")
+    minutes, seconds, millis, micros = (int(v) for v in found.groups())
+    return (minutes * 60 + seconds) * 1000 + millis + micros / 1000
+
+
 def mtmd_cli_ttft(text: Path, mmproj: Path, image: Path, threads: int) -> dict[str, float]:
-    """llama-mtmd-cli -n 1: TTFT = its slice encode times + its prompt eval time (from its log), and its wall time.
+    """llama-mtmd-cli -n 1, TTFT from its log's timestamps: from its "main: loading model" line (text model and
+    mmproj loaded) to its perf summary (image file decoding and preprocessing, encode, prompt eval, the first token
+    sampled, printed and decoded). Its "prompt eval time" is not used: mtmd's encode time leaks into it.
     `--no-repack` where ggml's AMX kernels would run (they crash on this model's quantized weights)."""
     command = [str(MTMD_CLI), "-m", str(text), "--mmproj", str(mmproj), "--image", str(image), "-p", QUESTION,
-               "-n", "1", "-t", str(threads), "--temp", "0", "-c", "4096",
+               "-n", "1", "-t", str(threads), "--temp", "0", "-c", "4096", "-lv", "4",
                *(["--no-repack"] if amx_kernels_active() else [])]  # fmt: skip
     started = time.perf_counter()
     completed = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
@@ -131,13 +143,10 @@ def mtmd_cli_ttft(text: Path, mmproj: Path, image: Path, threads: int) -> dict[s
     log = completed.stdout + completed.stderr
     if completed.returncode:
         raise RuntimeError(f"llama-mtmd-cli exited {completed.returncode}: {log[-400:]}")
-    slices = [float(v) for v in re.findall(r"(?:slice encoded|batch encoding done) in (\d+) ms", log)]
-    prompt = re.search(r"prompt eval time =\s*([\d.]+) ms", log)
-    if not slices or prompt is None:
-        raise RuntimeError("llama-mtmd-cli printed no slice encode or prompt eval timing")
-    encode = sum(slices)
-    return {"ttft_ms": encode + float(prompt.group(1)), "encode_ms": encode, "prompt_eval_ms": float(prompt.group(1)),
-            "slices": len(slices), "wall_ms": wall}  # fmt: skip
+    encode = sum(float(v) for v in re.findall(r"(?:slice encoded|batch encoding done) in (\d+) ms", log))
+    decode = sum(float(v) for v in re.findall(r"image decoded \(batch \d+/\d+\) in (\d+) ms", log))
+    ttft = _stamp_ms(log, "llama_perf_context_print:") - _stamp_ms(log, "main: loading model")
+    return {"ttft_ms": ttft, "encode_ms": encode, "image_decode_ms": decode, "wall_ms": wall}
 
 
 def transformers_ttft(checkpoint: Path, dtype: str, images: dict[str, Path], threads: int) -> dict[str, float]:
@@ -169,7 +178,7 @@ def _attempt(errors: dict[str, str], what: str, call: Any) -> Any:
 def prefill_round(text: Path, mmproj: Path, image: Path, threads: int) -> dict[str, float]:
     """Prefill ms of the largest image's prompt (embeddings cached, so only the text model runs) per n_batch."""
     result = {}
-    for n_batch in (256, 512, 1024):  # the in-memory embedding cache only: no stored state after the image
+    for n_batch in (128, 256, 512):  # the in-memory embedding cache only: no stored state after the image
         with _load(text, mmproj, threads, {"context": {"n_batch": n_batch}}) as model:
             ttft_ms(model, image)
             result[str(n_batch)] = ttft_ms(model, image)[1]["prefill_ms"]
@@ -192,7 +201,9 @@ def ttft_round(setup: Setup, folder: Path, index: int, errors: dict[str, str]) -
                                                                 setup.threads))
                for name, image in setup.images.items()}  # fmt: skip
         row["llama-mtmd-cli"] = cli
-    if setup.checkpoint is not None and REF_PY.exists():
+    if setup.checkpoint is not None and not REF_PY.exists():
+        errors["transformers"] = "not measured: no reference venv (.venv-ref/bin/python; make reference)"
+    elif setup.checkpoint is not None:
         for dtype in ("bf16", "f32"):
             row[f"transformers {dtype}"] = _attempt(errors, f"transformers {dtype}", lambda dtype=dtype:
                                                     transformers_ttft(setup.checkpoint, dtype, setup.images,

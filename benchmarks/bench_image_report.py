@@ -130,10 +130,10 @@ def markdown_lines(vision: dict[str, Any]) -> list[str]:
                       stage_rows), ""]  # fmt: skip
     notes = [f"mmproj chosen for this CPU ({vision.get('cpu_class')}): `{vision.get('chosen_mmproj')}`; "
              f"llama-mtmd-cli with `{vision.get('reference_mmproj')}`"
-             f"{' and --no-repack (AMX)' if vision.get('no_repack') else ''}, TTFT = its slice encode + prompt eval "
-             "times from its log (its image decoding and preprocessing not included; ours and transformers include "
-             "them). Cache hit: a second process, the persistent cache filled by the first, another question about "
-             "the same photo (crop embeddings and the text model's state after the image restored)."]  # fmt: skip
+             f"{' and --no-repack (AMX)' if vision.get('no_repack') else ''}, -n 1, TTFT from its log's timestamps "
+             "(model and mmproj loaded -> first token; image decoding and preprocessing included, as for ours and "
+             "transformers). Cache hit: a second process, the persistent cache filled by the first, another question "
+             "about the same photo (crop embeddings and the text model's state after the image restored)."]  # fmt: skip
     prefill = vision.get("image_prefill_ms_by_n_batch")
     if prefill:
         notes.append("Image-prompt prefill of the largest image (embeddings cached): "
