@@ -47,3 +47,15 @@ def test_results_section_names_every_figure() -> None:
     assert "| ours cache hit / ours | 0.20 (meets ≤ 0.25) |" in text
     assert "| ours cache hit 512x385 | 0 | 30 | 12 / 258 | 1/1 |" in text
     assert "mmproj-M-BF16.gguf" in text and "--no-repack" in text and "n_batch 512: 800 ms" in text
+
+
+def test_llama_mtmd_cli_ttft_comes_from_its_log_timestamps() -> None:
+    from benchmarks.bench_image import _stamp_ms
+
+    log = ("0.02.312.611 I main: loading model: m.gguf\n0.03.671.349 I encoding mtmd batch, n_chunks = 1\n"
+           "1.15.684.086 I llama_perf_context_print:        load time =    1764.08 ms\n")  # fmt: skip
+    assert _stamp_ms(log, "llama_perf_context_print:") - _stamp_ms(log, "main: loading model") == pytest.approx(
+        73_371.475
+    )
+    with pytest.raises(RuntimeError, match="no 'prompt eval' line"):
+        _stamp_ms(log, "prompt eval")
