@@ -3,9 +3,9 @@ type, interleaved in one run, on embeddings the size of real crops (the vision e
 is the text model over the image positions, as after an embedding-cache hit).
 
 python -m benchmarks.bench_image_prefill TEXT.gguf [TEXT2.gguf ...] [--crops 3] [--batches 128,256,512,1024]
-    [--threads 1,2] [--rounds 3] [--out build/bench/image_prefill.json]
+    [--threads 1,2] [--seqs 4] [--rounds 3] [--out build/bench/image_prefill.json]
 
-Each round, for every (file, threads, n_batch): a fresh context, a warm-up decode, then one timed prefill of
+Each round, for every (file, threads, n_batch, n_seq): a fresh context, a warm-up decode, then one timed prefill of
 `crops` blocks of 256 image positions (random embeddings, the model's width) between a few template tokens, as the
 engine evaluates them (one llama_decode call series per block). Reported: median ms per round and, within each
 round, each setting's time relative to the first file at its default n_batch and the most threads (then medians).
@@ -14,10 +14,12 @@ round, each setting's time relative to the first file at its default n_batch and
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +47,25 @@ def prefill_ms(text: TextModel, crops: int) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def one_round(files: list[Path], batches: list[int], threads: list[int], crops: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class Grid:
+    batches: list[int]
+    threads: list[int]
+    seqs: list[int]
+    crops: int
+
+
+def one_round(files: list[Path], grid: Grid) -> dict[str, float]:
     result = {}
     for path in files:
-        for count in threads:
-            for n_batch in batches:
-                options = ContextOptions(n_ctx=4096, n_threads=count, n_batch=n_batch, n_seq=1)
-                text = TextModel(path, options)
-                try:
-                    text.decode_tokens(TEMPLATE * 40, 0)  # warm-up: first-touch of the compute buffers
-                    result[f"{path.name} t{count} b{n_batch}"] = prefill_ms(text, crops)
-                finally:
-                    text.close()
+        for count, n_batch, n_seq in itertools.product(grid.threads, grid.batches, grid.seqs):
+            options = ContextOptions(n_ctx=4096, n_threads=count, n_batch=n_batch, n_seq=n_seq)
+            text = TextModel(path, options)
+            try:
+                text.decode_tokens(TEMPLATE * 40, 0)  # warm-up: first-touch of the compute buffers
+                result[f"{path.name} t{count} b{n_batch} s{n_seq}"] = prefill_ms(text, grid.crops)
+            finally:
+                text.close()
     return result
 
 
@@ -75,17 +84,20 @@ def main() -> int:
     parser.add_argument("--crops", type=int, default=3)
     parser.add_argument("--batches", default="128,256,512,1024")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--seqs", default="4", help="n_seq (sequences of the unified KV cache; 4 is the default)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("build/bench/image_prefill.json"))
     args = parser.parse_args()
-    batches = [int(v) for v in args.batches.split(",")]
-    threads = [int(v) for v in args.threads.split(",")]
-    default = ContextOptions().n_batch
-    baseline = f"{args.files[0].name} t{max(threads)} b{default if default in batches else batches[-1]}"
+    batches, threads, seqs = ([int(v) for v in text.split(",")] for text in (args.batches, args.threads, args.seqs))
+    grid = Grid(batches, threads, seqs, args.crops)
+    default = ContextOptions()
+    n_batch = default.n_batch if default.n_batch in grid.batches else grid.batches[-1]
+    n_seq = default.n_seq if default.n_seq in grid.seqs else grid.seqs[0]
+    baseline = f"{args.files[0].name} t{max(grid.threads)} b{n_batch} s{n_seq}"
     rounds = []
     for index in range(args.rounds):
         print(f"bench_image_prefill: round {index + 1}/{args.rounds}", file=sys.stderr, flush=True)
-        rounds.append(one_round(args.files, batches, threads, args.crops))
+        rounds.append(one_round(args.files, grid))
         report = {"positions": args.crops * (POSITIONS_PER_CROP + 2) + len(TEMPLATE), "rounds": len(rounds),
                   **summarise(rounds, baseline), "raw_rounds": rounds}  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)
