@@ -133,12 +133,18 @@ fuzz-parsers: venv
 	$(PY) -m benchmarks.fuzz_parsers --out build/bench/fuzz.json
 
 # Follow-up TTFT on the same image vs the first turn (full-size synthetic model, F16).
-# The image path alone (build/bench/image.json): encode ms per crop for each mmproj type, TTFT uncached and from the
-# persistent embedding cache, image prefill by n_batch. make bench-image [VISION_DIR=folder with Q4_0 + mmproj types]
+# The image path alone, one interleaved run (build/bench/image.json, its rows printed as markdown): encode ms per crop
+# for each mmproj type; TTFT of 512x385 and 1920x1080 + question for ours (chosen mmproj; mtmd, and ONNX when a
+# vision-*.onnx is in the folder), llama-mtmd-cli (Q8_0 mmproj) and transformers bf16/f32 (reference venv); the
+# cache-hit TTFT in a second process; image prefill by n_batch. The full-size synthetic files are made when missing.
+# make bench-image [VISION_DIR=folder with Q4_0 + mmproj types] [VISION_CHECKPOINT=HF folder] [ROUNDS=3] [THREADS=N]
 VISION_DIR ?= build/bench/quantized
+VISION_CHECKPOINT ?= build/bench/full-official-2.5
 .PHONY: bench-image
 bench-image: venv
-	$(PY) -m benchmarks.bench_image $(VISION_DIR) --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS))
+	test -n "$$(ls $(VISION_DIR)/*-Q4_0.gguf 2>/dev/null)" || $(PY) -c 'from benchmarks.bench_all import full_plan; full_plan(1, 1)'
+	$(PY) -m benchmarks.bench_image $(VISION_DIR) --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS)) \
+		$$(test -f $(VISION_CHECKPOINT)/config.json && echo --transformers $(VISION_CHECKPOINT))
 
 .PHONY: bench-followup
 bench-followup: venv

@@ -131,13 +131,14 @@ def _transformers(plan: Plan, dtype: str, image: Path, errors: dict[str, str]) -
 
 def _vision(plan: Plan) -> dict[str, Any]:
     """benchmarks.bench_image on the folder of the first variant: encode ms per crop for each mmproj type there,
-    TTFT (512x385, 1920x1080) with the type chosen for this CPU, uncached and from the persistent cache in a fresh
-    load, and image prefill by n_batch; its own rounds, interleaved."""
+    TTFT (512x385, 1920x1080) of ours (chosen type; mtmd and ONNX), llama-mtmd-cli and transformers, the cache hit
+    in a second process, and image prefill by n_batch; its own rounds, interleaved."""
     variant = plan.variants[0]
     quant = "F16" if plan.quick else "Q4_0"
     out = plan.out_dir / "image.json"
     command = [sys.executable, "-m", "benchmarks.bench_image", str(variant.text.parent), "--quant", quant,
-               "--rounds", str(plan.rounds), "--threads", str(plan.threads), "--out", str(out)]  # fmt: skip
+               "--rounds", str(plan.rounds), "--threads", str(plan.threads), "--out", str(out),
+               *(() if plan.quick else ("--transformers", str(plan.checkpoint)))]  # fmt: skip
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if completed.returncode:
         raise RuntimeError(f"bench_image exited with {completed.returncode}: {completed.stderr[-400:]}")

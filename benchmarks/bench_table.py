@@ -217,26 +217,10 @@ def format_markdown(report: dict[str, Any]) -> str:
 
 
 def vision_lines(vision: dict[str, Any]) -> list[str]:
-    """Encode ms per crop by mmproj type, then TTFT uncached and from the persistent cache (chosen type)."""
-    crops = list(next(iter(vision["encode_ms"].values())))
-    speed = vision.get("encode_speed_vs_q8_0", {})
-    header = ["mmproj type", *(f"encode {c} (ms)" for c in crops), "512x512 speed vs Q8_0"]
-    rows = [[t, *(_num(ms[c]) for c in crops), _num(speed.get(f"{t} vs Q8_0 512x512 speed"))]
-            for t, ms in vision["encode_ms"].items()]  # fmt: skip
-    lines = [*_table(header, rows), ""]
-    ttft, stages = vision["ttft_ms"], vision["ttft_stages"]
-    header = ["TTFT, image + question (ms)", "wall", "encode", "prefill", "crops cached"]
-    rows = []
-    for name in ttft:
-        stage = stages[name]
-        cached = f"{stage.get('cache_hits', 0):.0f}/{stage.get('crops', 0):.0f}"
-        rows.append([name, _num(ttft[name]), _num(stage.get("encode_ms")), _num(stage.get("prefill_ms")), cached])
-    lines += [*_table(header, rows), ""]
-    ratios = ", ".join(f"{k}: {v:.2f}" for k, v in vision["cache_hit_ttft_ratio"].items())
-    prefill = ", ".join(f"n_batch {k}: {v:,.0f} ms" for k, v in vision["image_prefill_ms_by_n_batch"].items())
-    return [*lines, f"mmproj chosen for this CPU ({vision['cpu_class']}): `{vision['chosen_mmproj']}`. Cache-hit "
-            f"TTFT / uncached (fresh load, persistent cache; goal ≤ 0.25): {ratios}. 1920x1080 image-prompt prefill: "
-            f"{prefill}."]  # fmt: skip
+    """The image path's rows: benchmarks.bench_image_report builds them."""
+    from benchmarks.bench_image_report import markdown_lines
+
+    return markdown_lines(vision)
 
 
 def parallel_lines(parallel: dict[str, Any]) -> list[str]:

@@ -12,6 +12,8 @@ Figures (the definitions of `lfm-edge bench`):
   timed (a logits processor stamps each step; the first stamp follows the prefill);
 - ttft_ms: a 512x385 image + a short question through the processor's chat template, from the call (image decoding
   and preprocessing included) to the first token's logits.
+`--ttft-only` (benchmarks.bench_image): only load_s and ttft_ms of each `--image` (repeatable), after one warm-up
+TTFT on the first image; keyed by the image file's name.
 """
 
 from __future__ import annotations
@@ -97,6 +99,17 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def run_ttft(args: argparse.Namespace) -> dict[str, Any]:
+    torch: Any = importlib.import_module("torch")
+    torch.set_num_threads(args.threads)
+    model, processor, load_s = _load(args.checkpoint, args.dtype)
+    with torch.inference_mode():
+        ttft_ms(model, processor, args.image[0])  # warm-up: first-call allocations
+        ttft = {image.name: ttft_ms(model, processor, image) for image in args.image}
+    return {"dtype": args.dtype, "threads": torch.get_num_threads(), "load_s": load_s, "ttft_ms": ttft,
+            "torch": torch.__version__}  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch: Any = importlib.import_module("torch")
     transformers: Any = importlib.import_module("transformers")
@@ -110,7 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.repeat):
             figures["prompt_tok_s"].append(prompt_rate(model, prompt_tokens, rng))
             figures["decode_tok_s"].append(decode_rate(model, decode_tokens, rng))
-            figures["ttft_ms"].append(ttft_ms(model, processor, args.image))
+            figures["ttft_ms"].append(ttft_ms(model, processor, args.image[0]))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "dtype": args.dtype, "threads": torch.get_num_threads(), "repeat": args.repeat,
@@ -123,12 +136,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--image", type=Path, required=True)
+    parser.add_argument("--image", type=Path, action="append", required=True)
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="f32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="pp64, tg16: a smoke test")
-    print(json.dumps(run(parser.parse_args())))
+    parser.add_argument("--ttft-only", action="store_true", help="load and TTFT of each --image only")
+    args = parser.parse_args()
+    print(json.dumps(run_ttft(args) if args.ttft_only else run(args)))
     return 0
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -67,6 +68,17 @@ class PrefillStats:
     seconds: float
 
 
+class PrefixStore(Protocol):
+    """A persistent store of states after a prompt's last image (lfm_edge.vision.prefix_state): keyed by the units
+    before the cut and by what the store knows of the model; `reject` drops an entry llama.cpp refused."""
+
+    def load(self, units: Sequence[Unit]) -> bytes | None: ...
+
+    def save(self, units: Sequence[Unit], state: bytes) -> None: ...
+
+    def reject(self, units: Sequence[Unit], why: str) -> None: ...
+
+
 @dataclass
 class _Snapshot:
     units: list[Unit]
@@ -113,6 +125,7 @@ class Engine:
         self.slots = [Slot(seq) for seq in range(n_seq)]
         self._snapshots: list[_Snapshot] = []
         self.max_snapshots = _MAX_SNAPSHOTS  # 0: none (the low-memory profile)
+        self.prefix_store: PrefixStore | None = None  # states after the last image, shared by processes
         self._tick = 0
         self._current = self.slots[0]
         from lfm_edge.batching import Batcher
@@ -196,7 +209,8 @@ class Engine:
         for attempt in range(2):
             keep = self._restore_longest_prefix(slot, units)
             try:
-                self._evaluate(slot, items[keep:], logits_for_last=True)
+                keep = self._restore_persisted(slot, units, keep)
+                self._evaluate_persisting(slot, items, units, keep)
                 return keep
             except CacheFullError:
                 self._clear(slot)
@@ -206,6 +220,41 @@ class Engine:
                 self._clear(slot)  # a half-evaluated prompt is useless; leave a clean, usable slot
                 raise
         raise AssertionError("unreachable")
+
+    def _persist_cut(self, units: Sequence[Unit]) -> int:
+        """Where the prefix store keeps a state: right after the prompt's last image block, when something follows
+        it (0: nowhere)."""
+        if self.prefix_store is None:
+            return 0
+        last = max((index for index, unit in enumerate(units) if not isinstance(unit, int)), default=-1)
+        return last + 1 if 0 <= last < len(units) - 1 else 0
+
+    def _restore_persisted(self, slot: Slot, units: list[Unit], keep: int) -> int:
+        """Restores the stored state after the last image when the slot holds less; returns the items held."""
+        cut = self._persist_cut(units)
+        if cut <= keep or self.prefix_store is None:
+            return keep
+        state = self.prefix_store.load(units[:cut])
+        if state is None:
+            return keep
+        try:
+            self.text.load_state(state, slot.seq)
+        except ModelError as exc:  # checksummed but refused: the slot is empty now (load_state cleared it)
+            self.prefix_store.reject(units[:cut], str(exc))
+            self._clear(slot)
+            return 0
+        slot.evaluated = list(units[:cut])
+        return cut
+
+    def _evaluate_persisting(self, slot: Slot, items: Sequence[Item], units: list[Unit], keep: int) -> None:
+        """Evaluates items[keep:], stopping after the last image to store the state there when the store lacks it
+        (the same llama_decode calls as without the stop: an image block is always a call of its own)."""
+        cut = self._persist_cut(units)
+        if cut > keep and self.prefix_store is not None:
+            self._evaluate(slot, items[keep:cut], logits_for_last=False)
+            self.prefix_store.save(units[:cut], self.text.save_state(slot.seq))
+            keep = cut
+        self._evaluate(slot, items[keep:], logits_for_last=True)
 
     def _free_idle_slots(self, keep: set[Slot]) -> bool:
         """Parks and clears the slots no generation is using (their cells go back to the shared cache)."""

@@ -35,6 +35,7 @@ from lfm_edge.vision import CropEncoder
 from lfm_edge.vision.backends import DEFAULT_BACKEND, EncoderRequest, open_encoder
 from lfm_edge.vision.cache import EmbeddingCache, default_cache_dir
 from lfm_edge.vision.mtmd import VisionOptions
+from lfm_edge.vision.prefix_state import prefix_states
 from lfm_edge.vision.store import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ class Model:
             self.close()
             raise
         self.engine = Engine(self.text)
+        self.engine.prefix_store = prefix_states(cache, files.text, self.text)  # the state after an image, on disk
         self._generating = threading.BoundedSemaphore(len(self.engine.slots))
         from lfm_edge.conversation import PromptBuilder
 

@@ -59,6 +59,11 @@ class EmbeddingCache:
         # The weights file is hashed now, at load, so that the identity is the file that was loaded.
         self._identity = encoder.identity if self.disk is not None else ""
 
+    @property
+    def encoder_identity(self) -> str:
+        """The encoder's identity as hashed at load ("" without a persistent folder)."""
+        return self._identity
+
     def clear_memory(self) -> None:
         self._memory.clear()
 
