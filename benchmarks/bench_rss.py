@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--profile", default="default", help="a load profile (lfm_edge.profiles.PROFILES)")
     parser.add_argument("--vision-backend", default="auto", choices=("auto", "mtmd", "onnx"))
-    parser.add_argument("--vision-onnx", default=None, help="the ONNX vision encoder (default: found beside the mmproj)")
+    parser.add_argument("--vision-onnx", default=None, help="ONNX vision encoder file (default: beside the mmproj)")
     parser.add_argument(
         "--no-extra-buffers",
         action="store_true",
