@@ -1,11 +1,13 @@
 """OnnxCropEncoder: one crop -> ONNX Runtime (CPU) -> its image embeddings; a CropEncoder like llama.cpp's mtmd.
 
 Two kinds of file load: ours (`lfm-edge convert --onnx`: `vision-<name>-{fp32,int8}.onnx`, checked whole and
-matched to the mmproj before use, lfm_edge/vision/onnx_meta.py) and Liquid AI's official export
-(`LiquidAI/LFM2.5-VL-450M-ONNX`, `onnx/vision_encoder*.onnx`). Both take transformers' processor tensors
-(`pixel_values` float32 [batch, patches, 3*p*p], `spatial_shapes` int64 [batch, 2], the official one also
-`pixel_attention_mask` int64 [batch, patches]) and return `image_features` float32 [tokens, n_embd]; one crop is run
-per call, unpadded (mask all ones). The official file carries no lfm_edge metadata: only its interface is checked.
+matched to the mmproj before use, lfm_edge/vision/onnx_meta.py) and Liquid AI's official export (its export tool's
+"tiled" vision graph, `onnx/embed_images*.onnx`; `vision_encoder.onnx` in a third-party crate; README "ONNX vision
+encoder" for the sources). Both take transformers' processor tensors (`pixel_values` float32 [batch, patches,
+3*p*p], `spatial_shapes` int64 [batch, 2], the official one also `pixel_attention_mask` int64 [batch, patches]) and
+return float32 embeddings, ours `image_features` [tokens, n_embd], the official `image_embeddings` [batch, tokens,
+n_embd]; one crop is run per call, unpadded (mask all ones). The official file carries no lfm_edge metadata: only
+its interface is checked.
 
 `choose_encoder` implements `--vision-backend`: `mtmd` (llama.cpp), `onnx` (an error if it cannot be used), `auto`
 (ONNX when a matching file sits beside the mmproj and onnxruntime is installed, else mtmd with one log line).
@@ -121,9 +123,10 @@ class OnnxCropEncoder:
 
     @property
     def identity(self) -> str:
-        if self.official:
-            stat = self.path.stat()
-            return f"onnx-official:{self.path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+        if self.official:  # the graph file and its external weights (`<name>.onnx_data`, `<name>.data`, ...)
+            files = [self.path, *sorted(p for p in self.path.parent.glob(f"{self.path.name}*") if p != self.path)]
+            stats = ":".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+            return f"onnx-official:{stats}"
         return f"onnx:{self.metadata.get(meta.KEY_WEIGHT_TYPE)}:{self.metadata[meta.KEY_INTEGRITY]}"
 
     def _check_interface(self) -> tuple[str, ...]:
