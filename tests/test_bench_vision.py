@@ -3,6 +3,9 @@ round, the goals are judged from the right figures, and a row that was not measu
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,3 +77,15 @@ def test_bench_all_lines_hold_every_section() -> None:
     text = "\n".join(bench_all_lines(report, _image_report()))
     assert "| ONNX int8 | 400 | 2.00x (meets ≥ 1.5) |" in text
     assert "ONNX - mtmd" in text and "0.50 (meets ≤ 0.6)" in text
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
+def test_a_childs_peak_rss_is_its_own() -> None:
+    """bench_rss runs as a child of the benchmark driver: its peak must not be the driver's (ru_maxrss is
+    inherited on Linux: both rows of a run read 1,477.6 MB, the driver's peak, before)."""
+    child = "from lfm_edge.bench import peak_rss_mb; print(peak_rss_mb())"
+    parent = (f"import subprocess, sys, numpy as np; held = np.ones(2**25)  # 256 MiB resident\n"
+              f"print(subprocess.run([sys.executable, '-c', {child!r}], capture_output=True, text=True, check=True)"
+              ".stdout)")  # fmt: skip
+    reported = float(subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True).stdout)
+    assert reported < 200
