@@ -185,9 +185,12 @@ bench-video: venv
 
 # Vision encode ms per crop (512x512, 256x256): mmproj Q8_0/F16/BF16 through llama.cpp beside ONNX Runtime fp32/int8,
 # then TTFT 512x385 + question, mtmd vs ONNX int8; interleaved rounds, full synthetic checkpoint (build/bench/vision.md).
+# ONNX_DIR=folder: a `lfm-edge quantize ... --onnx` folder's files instead (its Q4_0 text); RSS=1: also the peak RSS
+# of each backend describing a 1920x1080 photo. `make bench` runs it too (its rows in bench/results.md).
 .PHONY: bench-vision
 bench-vision: venv
-	$(PY) -m benchmarks.bench_vision --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS))
+	$(PY) -m benchmarks.bench_vision --rounds $(ROUNDS) $(if $(THREADS),--threads $(THREADS)) \
+		$(if $(ONNX_DIR),--folder $(ONNX_DIR)) $(if $(RSS),--rss)
 
 # After `make venv-gpu BACKEND=...` and `make demo`: CPU and GPU give the same greedy tokens (build/bench/gpu_check.json).
 .PHONY: gpu-check

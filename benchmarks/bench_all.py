@@ -80,10 +80,11 @@ def full_plan(rounds: int, threads: int) -> Plan:
         convert_f16("f16", with_llama_cpp=False)
     quantized = BENCH / "quantized"
     q4, q8 = quantized / "full-official-2.5-Q4_0.gguf", quantized / "mmproj-full-official-2.5-Q8_0.gguf"
-    if not (q4.exists() and q8.exists()):
+    int8 = quantized / "vision-full-official-2.5-int8.onnx"
+    if not (q4.exists() and q8.exists() and int8.exists()):
         subprocess.run([str(Path(sys.executable).with_name("lfm-edge")), "quantize", str(checkpoint), "--types",
-                        "Q4_0", "--mmproj-types", "Q8_0,F16,BF16", "--outdir", str(quantized), "--no-report",
-                        "--force"], check=True)  # fmt: skip
+                        "Q4_0", "--mmproj-types", "Q8_0,F16,BF16", "--onnx", "--outdir", str(quantized),
+                        "--no-report", "--force"], check=True)  # fmt: skip
     variants = (Variant("Q4_0 text + Q8_0 mmproj", q4, q8), Variant("F16 text + F16 mmproj", f16, ref.MMPROJ))
     return Plan(False, rounds, threads, checkpoint, variants, ROOT / "bench")
 
@@ -95,9 +96,9 @@ def quick_plan(threads: int) -> Plan:
     folder = BENCH / "quick"
     checkpoint = folder / "tiny-official-2.5"
     text = folder / "tiny-official-2.5-f16.gguf"
-    if not text.exists():
+    if not (text.exists() and (folder / "vision-tiny-official-2.5-int8.onnx").exists()):
         write_checkpoint(checkpoint, CheckpointSpec("tiny", "official-2.5"), force=True)
-        convert_checkpoint(checkpoint, ConvertOptions(folder, "f16", force=True, quiet=True))
+        convert_checkpoint(checkpoint, ConvertOptions(folder, "f16", force=True, quiet=True, onnx=True))
     variant = Variant("tiny F16 text + F16 mmproj", text, text.with_name(f"mmproj-{text.name}"))
     return Plan(True, 1, threads, checkpoint, (variant,), folder)
 
@@ -145,6 +146,14 @@ def _vision(plan: Plan) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     report.pop("raw_rounds", None)
     return report
+
+
+def _onnx_vision(plan: Plan) -> dict[str, Any]:
+    """benchmarks.bench_vision beside the first variant's text model: encode ms per crop for every mmproj type and
+    both ONNX files, interleaved; peak RSS of the ONNX path against the mtmd path."""
+    from benchmarks.bench_vision import run_for_bench_all
+
+    return run_for_bench_all(plan.variants[0].text, plan.rounds, plan.threads, plan.out_dir / "onnx_vision.json")
 
 
 def _memory(plan: Plan, image: Path, errors: dict[str, str]) -> dict[str, Any]:
@@ -222,12 +231,13 @@ def run(plan: Plan) -> dict[str, Any]:
         memory = _memory(plan, images["photo"], errors)
         vision = _attempt("image path (bench_image)", errors, lambda: _vision(plan))
         parallel = _attempt("parallel clients (bench_parallel)", errors, lambda: _parallel(plan))
+        onnx_vision = _attempt("ONNX vision encoder (bench_vision)", errors, lambda: _onnx_vision(plan))
         extra = {}
         if "transformers" not in missing and not plan.quick:
             extra["bf16"] = _transformers(plan, "bf16", images["ttft"], errors)
     results = summarise(plan.variants, rounds, extra)
     return {"quick": plan.quick, "rounds": plan.rounds, "machine": _machine(plan, rounds), "memory": memory,
-            "vision": vision, "parallel": parallel,
+            "vision": vision, "parallel": parallel, "onnx_vision": onnx_vision,
             "not_measured": missing, "errors": errors, **results, "raw_rounds": rounds}  # fmt: skip
 
 

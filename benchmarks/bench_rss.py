@@ -2,7 +2,7 @@
 <= 450 MB). Its own process, so ru_maxrss is this workload's alone; prints one JSON object.
 
     python -m benchmarks.bench_rss TEXT_GGUF --mmproj MMPROJ_GGUF [--image IMG] [--n-ctx 4096] [--threads N]
-        [--profile low-memory]
+        [--profile low-memory] [--vision-backend auto|mtmd|onnx] [--vision-onnx FILE]
 
 The default image is synthetic and deterministic (a photo-like gradient with shapes, written by a child process).
 Besides the peak, the resident set after each stage (imports, load, the described image) shows where the memory goes.
@@ -62,7 +62,8 @@ def describe(args: argparse.Namespace, image: Path) -> dict[str, Any]:
     stages: dict[str, float | None] = {"imports": resident_mb()}
     context = ContextOptions(n_ctx=args.n_ctx, n_threads=args.threads)
     started = time.perf_counter()
-    load_options = api.LoadOptions(context=context, mmproj=args.mmproj, profile=args.profile)
+    load_options = api.LoadOptions(context=context, mmproj=args.mmproj, profile=args.profile,
+                                   vision_backend=args.vision_backend, vision_onnx=args.vision_onnx)  # fmt: skip
     with api.load(args.text, load_options) as model:
         load_s = time.perf_counter() - started
         stages["loaded"] = resident_mb()
@@ -103,6 +104,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--profile", default="default", help="a load profile (lfm_edge.profiles.PROFILES)")
+    parser.add_argument("--vision-backend", default="auto", choices=("auto", "mtmd", "onnx"))
+    parser.add_argument("--vision-onnx", default=None, help="ONNX vision encoder file (default: beside the mmproj)")
     parser.add_argument(
         "--no-extra-buffers",
         action="store_true",
@@ -120,9 +123,8 @@ def main() -> int:
         report = describe(args, image)
         with Image.open(image) as opened:
             report["image"] = "x".join(map(str, opened.size))
-    report.update(
-        {"model": args.text.name, "mmproj": args.mmproj.name, "n_ctx": args.n_ctx, "peak_rss_mb": peak_rss_mb()}
-    )
+    report.update({"model": args.text.name, "mmproj": args.mmproj.name, "n_ctx": args.n_ctx,
+                   "vision_backend": args.vision_backend, "peak_rss_mb": peak_rss_mb()})  # fmt: skip
     print(json.dumps(report))
     return 0
 

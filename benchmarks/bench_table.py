@@ -202,6 +202,11 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines += ["## Image path (benchmarks/bench_image.py)", "", *vision_lines(report["vision"]), ""]
     if report.get("parallel"):
         lines += ["## Parallel clients (benchmarks/bench_parallel.py)", "", *parallel_lines(report["parallel"]), ""]
+    if report.get("onnx_vision"):
+        from benchmarks.bench_vision_report import bench_all_lines
+
+        lines += ["## ONNX vision encoder (benchmarks/bench_vision.py)", "",
+                  *bench_all_lines(report["onnx_vision"], report.get("vision")), ""]  # fmt: skip
     notes = [f"- {tool}: {why}" for tool, why in report["not_measured"].items()]
     notes += [f"- {what} failed: {why}" for what, why in report["errors"].items()]
     if transformers:

@@ -128,3 +128,38 @@ def test_quantize_writes_the_onnx_pair_and_reports_int8_vision(
     report = {"metrics": "m", "reference": "r", "rows": [], "vision_rows": [reference, int8]}
     report["vision_note"] = VISION_NOTE
     assert "machinery" in _markdown(report) and "vision ONNX int8" in _markdown(report)
+
+
+_RESIDENT_PROBE = """
+import sys
+from pathlib import Path
+import numpy as np
+from lfm_edge.vision.onnx import OnnxCropEncoder, OnnxOptions
+
+def resident_bytes():
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+rng = np.random.default_rng(0)
+with OnnxCropEncoder(Path(sys.argv[1]), OnnxOptions(n_threads=1, n_embd=64)) as encoder:
+    encoder.encode(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    before = resident_bytes()
+    for size in (512, 448, 384):
+        encoder.encode(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    print(resident_bytes() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc (Linux)")
+def test_a_runs_activations_are_not_kept_resident(onnx_converted: Callable[..., OnnxFiles]) -> None:
+    """After three large crops the process holds less than one attention-score tensor of the largest more than
+    before them (a kept memory pattern, an unshrunk arena or untrimmed malloc arenas kept ~18-23 MB here: 2.3
+    such tensors; now 1-4 MB). In a process of its own, so that nothing else allocates meanwhile."""
+    import subprocess
+    import sys
+
+    patches = (512 // 16) ** 2
+    attention_scores = 2 * patches * patches * 4  # the tiny vision config's 2 heads, float32
+    probe = subprocess.run([sys.executable, "-c", _RESIDENT_PROBE, str(onnx_converted()["fp32"])],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert int(probe.stdout.strip()) < attention_scores

@@ -143,6 +143,32 @@ def test_the_official_interface_loads_without_metadata(
         OnnxCropEncoder(tmp_path / "vision_encoder.onnx", OnnxOptions(n_embd=1024))
 
 
+def test_the_export_tools_layout_external_weights_and_a_batch_axis(
+    onnx_converted: Callable[..., OnnxFiles], tmp_path: Path
+) -> None:
+    """Liquid AI's export tool (Liquid4All/onnx-export, lfm2_vl vision_builder.py) names the output
+    `image_embeddings` [batch, tokens, hidden] and its model cards list `onnx/embed_images*.onnx`; Hub exports keep
+    the weights in `<file>_data`. The same embeddings come out, and the cache identity follows the weights file."""
+    ours = onnx_converted()["fp32"]
+    model = onnx.load(ours)
+    del model.metadata_props[:]
+    model.graph.input.insert(1, helper.make_tensor_value_info("pixel_attention_mask", TensorProto.INT64, [1, "n"]))
+    flat = model.graph.output[0].name
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([0], dtype=np.int64), "batch_axis"))
+    model.graph.node.append(helper.make_node("Unsqueeze", [flat, "batch_axis"], ["image_embeddings"]))
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("image_embeddings", TensorProto.FLOAT, [1, "t", 64]))
+    path = tmp_path / "embed_images.onnx"
+    onnx.save(model, path, save_as_external_data=True, location="embed_images.onnx_data", size_threshold=1024)
+    with OnnxCropEncoder(path, OnnxOptions(n_embd=64)) as official, OnnxCropEncoder(ours) as reference:
+        np.testing.assert_array_equal(official.encode(CROP), reference.encode(CROP))
+        before = official.identity
+    weights = tmp_path / "embed_images.onnx_data"
+    weights.write_bytes(weights.read_bytes()[:-4] + bytes(4))  # another checkpoint's weights, same size
+    with OnnxCropEncoder(path, OnnxOptions(n_embd=64)) as changed:
+        assert changed.identity != before
+
+
 def test_cli_convert_onnx_and_a_backend_asked_for_by_name(
     synthetic_checkpoint: Callable[..., Path], tmp_path: Path
 ) -> None:

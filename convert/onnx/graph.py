@@ -1,9 +1,9 @@
 """The SigLIP2-NaFlex vision tower + LFM2-VL projector of a checkpoint as one ONNX graph (numpy + onnx, no torch).
 
-One graph serves every crop shape: the patch count N and the patch grid (h, w) are dynamic. Its interface is that
-of Liquid AI's official ONNX export of LFM2.5-VL (`pixel_values` float32 [1, N, 3*p*p] pre-patchified as
-transformers' processor emits them, `spatial_shapes` int64 [1, 2] = (h, w); output `image_features` float32
-[(h/2)*(w/2), n_embd]), for one unpadded crop, so it needs no `pixel_attention_mask`.
+One graph serves every crop shape: the patch count N and the patch grid (h, w) are dynamic. Its inputs are those of
+Liquid AI's ONNX export of LFM2.5-VL ("tiled" vision graph: `pixel_values` float32 [1, N, 3*p*p] pre-patchified as
+transformers' processor emits them, `spatial_shapes` int64 [1, 2] = (h, w)) for one unpadded crop, so it needs no
+`pixel_attention_mask`; output `image_features` float32 [(h/2)*(w/2), n_embd].
 
 The math is transformers 5.23's (models/siglip2/modeling_siglip2.py, models/lfm2_vl/modeling_lfm2_vl.py):
 * the 16x16 learned position grid is resized to (h, w) as `F.interpolate(mode="bilinear", align_corners=False,
