@@ -232,7 +232,8 @@ def _setup(args: argparse.Namespace, images: dict[str, Path]) -> Setup:
     if found.mmproj is None:
         raise SystemExit(f"bench_image: no mmproj in {args.folder}")
     mmprojs = {weight_type_of(p) or p.name: p for p in sorted(args.folder.glob("mmproj*.gguf"))}
-    onnx = sorted(args.folder.glob("vision-*.onnx"))
+    # the int8 graph is the fast path the rows are about; fp32 only where no int8 file is there
+    onnx = sorted(args.folder.glob("vision-*.onnx"), key=lambda path: not path.name.endswith("-int8.onnx"))
     return Setup(found.text, found.mmproj, mmprojs, mmprojs.get("Q8_0", found.mmproj),
                  onnx[0] if onnx else None, args.transformers, images,
                  args.threads or default_threads())  # fmt: skip
