@@ -13,6 +13,7 @@ from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
 from lfm_edge.errors import ModelError
+from lfm_edge.native.compute_thread import COMPUTE
 from lfm_edge.native.text import TextModel
 
 
@@ -39,8 +40,8 @@ def own_path_logits(text: TextModel, mmproj: str, prompt: str, image_files: list
             raise ModelError("mtmd could not tokenize the prompt")
         text.clear()
         new_n_past = lc.llama_pos(0)
-        status = mtmd.mtmd_helper_eval_chunks(ctx, text.ctx, chunks, 0, 0, text.options.n_batch, True,
-                                              ctypes.byref(new_n_past))  # fmt: skip
+        status = COMPUTE.run(mtmd.mtmd_helper_eval_chunks, ctx, text.ctx, chunks, 0, 0, text.options.n_batch, True,
+                             ctypes.byref(new_n_past))  # fmt: skip
         if status != 0:
             raise ModelError(f"mtmd_helper_eval_chunks failed ({status})")
         return text.last_logits()

@@ -23,6 +23,7 @@ from llama_cpp import llama_cpp as lc
 
 from lfm_edge.errors import ConfigError, ContextLengthError, ModelClosedError, ModelError
 from lfm_edge.native import cpu
+from lfm_edge.native.compute_thread import COMPUTE
 from lfm_edge.native.logs import route_native_logs
 from lfm_edge.native.repack import RepackOverrides, repack_overrides
 
@@ -394,7 +395,7 @@ class TextModel:
 
     def _decode(self, batch: lc.llama_batch) -> None:
         started = time.perf_counter()
-        status = lc.llama_decode(self.ctx, batch)
+        status = COMPUTE.run(lc.llama_decode, self.ctx, batch)  # see compute_thread.py
         self.decode_seconds += time.perf_counter() - started
         if status == 1:
             raise CacheFullError(

@@ -24,6 +24,7 @@ from llama_cpp import llama_cpp as lc
 from llama_cpp import mtmd_cpp as mtmd
 
 from lfm_edge.errors import ImageError, ModelClosedError, ModelError
+from lfm_edge.native.compute_thread import COMPUTE
 from lfm_edge.native.logs import route_native_logs
 from lfm_edge.native.text import check_same_process
 from lfm_edge.vision.backends import EncoderRequest
@@ -130,7 +131,7 @@ class VisionEncoder:
             if mtmd.mtmd_input_chunk_get_type(chunk) != mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
                 continue
             n_tokens = int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
-            if mtmd.mtmd_encode_chunk(self._ctx, chunk) != 0:
+            if COMPUTE.run(mtmd.mtmd_encode_chunk, self._ctx, chunk) != 0:  # see compute_thread.py
                 raise ModelError("mtmd failed to encode the image crop")
             output = mtmd.mtmd_get_output_embd(self._ctx)
             values = np.ctypeslib.as_array(output, shape=(n_tokens * self._n_embd,))
