@@ -3,19 +3,22 @@ llama-server -np 4 from the vendored llama.cpp (built by `make bench-reference`)
 
     python -m benchmarks.bench_parallel MODEL.gguf [--tokens 64] [--rounds 3] [--threads N] [--out FILE]
 
-Each client sends one greedy chat request (temperature 0, no repetition penalty, on both servers) with the
-end-of-generation tokens banned, so every answer is exactly --tokens long; aggregate tok/s = all clients' completion
-tokens / wall time from the first request to the last answer (each prompt is ~20 tokens: its prefill is included,
-the same on both sides). Servers and client counts are interleaved per round (a shared machine's slow spell hits
-both); the medians, the ratios (N clients / 1 client, ours / llama-server) and the goals (4 clients >= 2.5x one
-client, >= 0.95x llama-server's 4 clients) go to build/bench/parallel.json. llama-server missing: its columns are
-reported as not measured. Where ggml's AMX kernels run (they crash LFM2 on quantized weights) llama-server gets
---no-repack, as our runtime keeps its weights out of the extra buffers there.
+Each client sends one greedy chat request (temperature 0, no repetition penalty, on both servers) with the end-of-
+generation tokens banned, so every answer is exactly --tokens long; aggregate tok/s = all clients' completion tokens
+/ wall time from the first request to the last answer (each prompt is ~20 tokens: its prefill is included, the same
+on both sides: every request of the run asks with a number of its own, so neither server answers a repeated prompt
+from its prompt cache, which llama-server does for an identical prompt and we do not). Servers and client counts are
+interleaved per round (a shared machine's slow spell hits both); the medians, the ratios (N clients / 1 client, ours
+/ llama-server) and the goals (4 clients >= 2.5x one client, >= 0.95x llama-server's 4 clients) go to
+build/bench/parallel.json. llama-server missing: its columns are reported as not measured. Where ggml's AMX kernels
+run (they crash LFM2 on quantized weights) llama-server gets --no-repack, as our runtime keeps its weights out of
+the extra buffers there.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import socket
 import statistics
@@ -82,9 +85,12 @@ def _start(kind: str, model: Path, threads: int) -> tuple[str, subprocess.Popen[
 NO_PENALTY = {"ours": {"repetition_penalty": 1.0}, "llama-server": {"repeat_penalty": 1.0}}
 
 
-def _request(url: str, kind: str, tokens: int, banned: list[int], index: int) -> int:
+_PROMPT_NUMBERS = itertools.count()  # thread-safe in CPython: next() on a count holds the GIL
+
+
+def _request(url: str, kind: str, tokens: int, banned: list[int]) -> int:
     body: dict[str, Any] = {
-        "messages": [{"role": "user", "content": f"Tell me a long story, number {index}."}],
+        "messages": [{"role": "user", "content": f"Tell me a long story, number {next(_PROMPT_NUMBERS)}."}],
         "max_tokens": tokens,
         "temperature": 0,
         "logit_bias": {str(token): -100 for token in banned},
@@ -100,7 +106,7 @@ def _request(url: str, kind: str, tokens: int, banned: list[int], index: int) ->
 def _aggregate(server: tuple[str, str], clients: int, tokens: int, banned: list[int]) -> float:
     (kind, url), started = server, time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        produced = sum(pool.map(lambda i: _request(url, kind, tokens, banned, i), range(clients)))
+        produced = sum(pool.map(lambda _: _request(url, kind, tokens, banned), range(clients)))
     if produced != clients * tokens:
         raise RuntimeError(f"{kind}: {produced} tokens for {clients} x {tokens}: an answer ended early")
     return produced / (time.perf_counter() - started)
