@@ -161,9 +161,11 @@ bench-parse: venv
 # synthetic model as Q4_0 text + Q8_0 mmproj and as F16 (converted/quantized here when missing); peak RSS describing a
 # 1920x1080 image at n_ctx 4096. Writes bench/results.json and bench/results.md. make bench [ROUNDS=3] [THREADS=N]
 # QUICK=1: the tiny synthetic model, pp64/tg16, one round, references only where built (CI; build/bench/quick/).
+# ONLY=video,parallel: measure only those sections again (vision, parallel, onnx_vision, video) into results.json.
 ROUNDS ?= 3
 bench: venv
-	$(PY) -m benchmarks.bench_all $(if $(QUICK),--quick,--rounds $(ROUNDS)) $(if $(THREADS),--threads $(THREADS))
+	$(PY) -m benchmarks.bench_all $(if $(QUICK),--quick,--rounds $(ROUNDS)) $(if $(THREADS),--threads $(THREADS)) \
+		$(if $(ONLY),--only $(ONLY))
 
 # Aggregate decode tok/s with 1, 2, 4 concurrent clients: `lfm-edge serve --parallel 4` beside llama-server -np 4
 # (when `make bench-reference` built it), interleaved per round (build/bench/parallel.json). `make bench` runs it too

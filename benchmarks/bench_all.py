@@ -6,7 +6,8 @@ official shapes) as Q4_0 text + Q8_0 mmproj and as F16 + F16 mmproj. Each round 
 by `make bench-reference`) for each variant, and transformers on CPU (f32, the reference venv) with the same
 checkpoint; ratios are taken within a round, then the median over rounds (the machine may be shared: interleaving
 keeps a slow spell from favouring one side). Then, once: peak RSS while describing a 1920x1080 image at n_ctx 4096
-(ours: benchmarks.bench_rss; llama-mtmd-cli: benchmarks.measure) and transformers bf16.
+(ours: benchmarks.bench_rss; llama-mtmd-cli: benchmarks.measure) and transformers bf16; then the image path,
+parallel clients, ONNX vision encoder and video captioning benchmarks, each with its own rounds.
 
 Quick mode (`make bench QUICK=1`, CI): the tiny synthetic checkpoint converted to F16, pp64/tg16, one round; columns
 whose tool is missing (no llama-ref build, no reference venv) are reported as not measured, not as failures.
@@ -156,20 +157,29 @@ def _onnx_vision(plan: Plan) -> dict[str, Any]:
     return run_for_bench_all(plan.variants[0].text, plan.rounds, plan.threads, plan.out_dir / "onnx_vision.json")
 
 
-def _memory(plan: Plan, image: Path, errors: dict[str, str]) -> dict[str, Any]:
-    """Peak RSS describing the 1920x1080 image at n_ctx 4096: ours and llama-mtmd-cli, the first variant."""
+def _memory(plan: Plan) -> dict[str, Any]:
+    """Peak RSS describing a 1920x1080 photo at n_ctx 4096, the first variant: ours (default and --low-memory
+    profiles) and llama-mtmd-cli; each in a process of its own."""
     variant, tokens = plan.variants[0], 4 if plan.quick else 16
-    command = [sys.executable, "-m", "benchmarks.bench_rss", str(variant.text), "--mmproj", str(variant.mmproj),
-               "--image", str(image), "--n-ctx", "4096", "--threads", str(plan.threads),
-               "--max-tokens", str(tokens)]  # fmt: skip
-    ours = _attempt("describe 1920x1080 (ours)", errors, lambda: _run_json(command))
-    memory = {"variant": variant.name, "image": "1920x1080", "n_ctx": 4096, "goal_mb": 450, "ours": ours}
-    if ref.available():
-        options = (4096, plan.threads, tokens)
-        memory["llama_mtmd_cli"] = _attempt(
-            "describe 1920x1080 (llama-mtmd-cli)", errors,
-            lambda: ref.mtmd_describe(variant.text, variant.mmproj, image, options),
-        )  # fmt: skip
+    errors: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="lfm-edge-bench-rss-") as name:
+        image = write_photo(Path(name) / "photo_1920x1080.jpg", 1920, 1080)
+        command = [sys.executable, "-m", "benchmarks.bench_rss", str(variant.text), "--mmproj", str(variant.mmproj),
+                   "--image", str(image), "--n-ctx", "4096", "--threads", str(plan.threads),
+                   "--max-tokens", str(tokens)]  # fmt: skip
+        memory = {"variant": variant.name, "image": "1920x1080", "n_ctx": 4096, "goal_mb": 450,
+                  "ours": _attempt("describe 1920x1080 (ours)", errors, lambda: _run_json(command)),
+                  "ours_low_memory": _attempt("describe 1920x1080 (ours, --low-memory)", errors,
+                                              lambda: _run_json([*command, "--profile", "low-memory"]))}  # fmt: skip
+        if ref.available():
+            options = (4096, plan.threads, tokens)
+            memory["llama_mtmd_cli"] = _attempt(
+                "describe 1920x1080 (llama-mtmd-cli)", errors,
+                lambda: ref.mtmd_describe(variant.text, variant.mmproj, image, options),
+            )  # fmt: skip
+    if errors and not (memory["ours"] or memory["ours_low_memory"]):
+        raise RuntimeError("; ".join(f"{what}: {why}" for what, why in errors.items()))
+    memory["errors"] = errors
     return memory
 
 
@@ -214,13 +224,47 @@ def _parallel(plan: Plan) -> dict[str, Any]:
     return report
 
 
+def _video(plan: Plan) -> dict[str, Any]:
+    """benchmarks.bench_video on its own models (Q4_0 + Q8_0 mmproj + ONNX int8; the tiny model in quick mode): live
+    captions/s and lag, file mode's video seconds per wall second, a static scene's CPU share."""
+    out = plan.out_dir / "video.json"
+    command = [sys.executable, "-m", "benchmarks.bench_video", "--threads", str(plan.threads), "--out", str(out),
+               *(("--quick", "--choice-rounds", "0") if plan.quick else ())]  # fmt: skip
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if completed.returncode:
+        raise RuntimeError(f"bench_video exited with {completed.returncode}: {completed.stderr[-400:]}")
+    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return report
+
+
+# The benchmarks with rounds of their own, run after the interleaved rounds: report key -> (what, runner).
+SECTIONS: dict[str, tuple[str, Any]] = {
+    "memory": ("peak RSS (bench_rss)", _memory),
+    "vision": ("image path (bench_image)", _vision),
+    "parallel": ("parallel clients (bench_parallel)", _parallel),
+    "onnx_vision": ("ONNX vision encoder (bench_vision)", _onnx_vision),
+    "video": ("video captioning (bench_video)", _video),
+}
+
+
+def refresh(plan: Plan, keys: list[str]) -> dict[str, Any]:
+    """The committed report with only the named sections measured again (e.g. after a change that touches one)."""
+    report: dict[str, Any] = json.loads((plan.out_dir / "results.json").read_text(encoding="utf-8"))
+    errors = report.setdefault("errors", {})
+    for key in keys:
+        what, call = SECTIONS[key]
+        errors.pop(what, None)
+        report[key] = _attempt(what, errors, lambda call=call: call(plan))
+    report.setdefault("refreshed", {}).update({key: time.strftime("%Y-%m-%d") for key in keys})
+    return report
+
+
 def run(plan: Plan) -> dict[str, Any]:
     errors: dict[str, str] = {}
     missing = missing_tools()
     with tempfile.TemporaryDirectory(prefix="lfm-edge-bench-all-") as name:
         folder = Path(name)
-        images = {"tile": ref.random_image(folder, 512, 512), "ttft": ref.random_image(folder, 512, 385),
-                  "photo": write_photo(folder / "photo_1920x1080.jpg", 1920, 1080)}  # fmt: skip
+        images = {"tile": ref.random_image(folder, 512, 512), "ttft": ref.random_image(folder, 512, 385)}
         rounds = []
         for index in range(plan.rounds):
             print(f"bench: round {index + 1}/{plan.rounds}", file=sys.stderr, flush=True)
@@ -228,17 +272,13 @@ def run(plan: Plan) -> dict[str, Any]:
             if "transformers" not in missing:
                 row["transformers_f32"] = _transformers(plan, "f32", images["ttft"], errors)
             rounds.append(row)
-        memory = _memory(plan, images["photo"], errors)
-        vision = _attempt("image path (bench_image)", errors, lambda: _vision(plan))
-        parallel = _attempt("parallel clients (bench_parallel)", errors, lambda: _parallel(plan))
-        onnx_vision = _attempt("ONNX vision encoder (bench_vision)", errors, lambda: _onnx_vision(plan))
+        sections = {key: _attempt(what, errors, lambda call=call: call(plan)) for key, (what, call) in SECTIONS.items()}
         extra = {}
         if "transformers" not in missing and not plan.quick:
             extra["bf16"] = _transformers(plan, "bf16", images["ttft"], errors)
     results = summarise(plan.variants, rounds, extra)
-    return {"quick": plan.quick, "rounds": plan.rounds, "machine": _machine(plan, rounds), "memory": memory,
-            "vision": vision, "parallel": parallel, "onnx_vision": onnx_vision,
-            "not_measured": missing, "errors": errors, **results, "raw_rounds": rounds}  # fmt: skip
+    return {"quick": plan.quick, "rounds": plan.rounds, "machine": _machine(plan, rounds),
+            **sections, "not_measured": missing, "errors": errors, **results, "raw_rounds": rounds}  # fmt: skip
 
 
 def main() -> int:
@@ -246,12 +286,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny model, pp64/tg16, one round (CI)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="default: one per physical core, up to 8")
+    parser.add_argument("--only", default=None, help=f"measure only these sections again, comma-separated, into the "
+                        f"existing results.json: {', '.join(SECTIONS)}")  # fmt: skip
     args = parser.parse_args()
+    only = [key.strip() for key in args.only.split(",")] if args.only else []
+    if unknown := [key for key in only if key not in SECTIONS]:
+        parser.error(f"--only {','.join(unknown)}: not a section; choose from {', '.join(SECTIONS)}")
     from lfm_edge.native.cpu import default_threads
 
     threads = args.threads or default_threads()
     plan = quick_plan(threads) if args.quick else full_plan(args.rounds, threads)
-    report = run(plan)
+    report = refresh(plan, only) if only else run(plan)
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     (plan.out_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     table = format_markdown(report)

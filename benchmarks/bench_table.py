@@ -172,14 +172,24 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _memory_lines(memory: dict[str, Any]) -> list[str]:
     ours, theirs = memory.get("ours") or {}, memory.get("llama_mtmd_cli") or {}
+    low = memory.get("ours_low_memory") or {}
     stages = ours.get("resident_mb") or {}
     detail = ", ".join(f"{name} {_num(value)}" for name, value in stages.items())
-    row = [f"describe a {memory['image']} image, n_ctx {memory['n_ctx']}, {memory['variant']}",
-           _num(ours.get("peak_rss_mb")), _num(theirs.get("peak_rss_mb")), f"≤ {memory['goal_mb']}"]  # fmt: skip
-    lines = _table(["peak RSS (MB)", "lfm_edge", "llama-mtmd-cli", "goal"], [row])
+    what = f"describe a {memory['image']} image, n_ctx {memory['n_ctx']}, {memory['variant']}"
+    goal = memory["goal_mb"]
+    rows = [[what, _num(ours.get("peak_rss_mb")), _num(theirs.get("peak_rss_mb")), _goal_mb(ours, goal)]]
+    if "ours_low_memory" in memory:
+        rows.append(["the same, `--low-memory`", _num(low.get("peak_rss_mb")), "", _goal_mb(low, goal)])
+    lines = _table(["peak RSS (MB)", "lfm_edge", "llama-mtmd-cli", "goal"], rows)
     if ours:
         lines.append(f"\nlfm_edge: {ours.get('prompt_tokens')} prompt tokens; resident MB after each stage: {detail}.")
+    lines += [f"\n{what} failed: {why}" for what, why in (memory.get("errors") or {}).items()]
     return lines
+
+
+def _goal_mb(figures: dict[str, Any], goal: float) -> str:
+    peak = figures.get("peak_rss_mb")
+    return f"≤ {goal}" if peak is None else f"≤ {goal}: {'met' if peak <= goal else 'not met'}"
 
 
 def format_markdown(report: dict[str, Any]) -> str:
@@ -197,7 +207,8 @@ def format_markdown(report: dict[str, Any]) -> str:
     for index, variant in enumerate(report["variants"]):
         lines += [f"## {variant['name']} (`{variant['text']}`, `{variant['mmproj']}`)", ""]
         lines += [*_table(header, _rows(variant, transformers, goals=index == 0)), ""]
-    lines += ["## Memory", "", *_memory_lines(report["memory"]), ""]
+    if report.get("memory"):
+        lines += ["## Memory", "", *_memory_lines(report["memory"]), ""]
     if report.get("vision"):
         lines += ["## Image path (benchmarks/bench_image.py)", "", *vision_lines(report["vision"]), ""]
     if report.get("parallel"):
@@ -207,7 +218,13 @@ def format_markdown(report: dict[str, Any]) -> str:
 
         lines += ["## ONNX vision encoder (benchmarks/bench_vision.py)", "",
                   *bench_all_lines(report["onnx_vision"], report.get("vision")), ""]  # fmt: skip
+    if report.get("video"):
+        from benchmarks.bench_video import format_table as video_table
+
+        lines += ["## Video captioning (benchmarks/bench_video.py)", "", video_table(report["video"]), ""]
     notes = [f"- {tool}: {why}" for tool, why in report["not_measured"].items()]
+    notes += [f"- measured again on {day} (`make bench ONLY={key}`): the {key} section" for key, day in
+              report.get("refreshed", {}).items()]  # fmt: skip
     notes += [f"- {what} failed: {why}" for what, why in report["errors"].items()]
     if transformers:
         first = next(iter(transformers.values()))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lfm_edge.errors import ModelError
-from lfm_edge.vision.weights import faster_type_missing, pick_mmproj
+from lfm_edge.vision.weights import pick_mmproj
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,6 @@ def _is_mmproj(path: Path) -> bool:
 
 def _pick_mmproj(candidates: list[Path]) -> Path | None:
     chosen = pick_mmproj(candidates)
-    missing = faster_type_missing(candidates)
-    if chosen is not None and missing:
-        f16 = next(p for p in sorted(candidates) if p.stem.upper().endswith("F16"))
-        log.info("this CPU encodes images fastest with %s vision weights; write them beside %s (exactly) with "
-                 "`lfm-edge mmproj-bf16 %s`", missing, f16.name, f16)  # fmt: skip
     if chosen is not None and len(candidates) > 1:
         log.info("mmproj for this CPU: %s (of %d offered)", chosen.name, len(candidates))
     return chosen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,6 +62,16 @@ def converted(
         return cache[layout, outtype]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def pair(converted: Callable[..., tuple[Path, Path]], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The F16 pair copied to a folder of its own, one per test module (tests replace files there)."""
+    text, mmproj = converted("official-2.5", "f16")
+    folder = tmp_path_factory.mktemp("pair")
+    shutil.copy(text, folder / text.name)
+    shutil.copy(mmproj, folder / mmproj.name)
+    return folder / text.name, folder / mmproj.name
 
 
 OnnxFiles = dict[str, Path]

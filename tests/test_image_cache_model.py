@@ -27,16 +27,6 @@ GREEDY = GenerationOptions(max_tokens=4, sampling=SamplingParams(temperature=0))
 PHOTO = Path(__file__).parent / "images" / "exif_o6_1270x720.jpg"  # several tiles and a thumbnail
 
 
-@pytest.fixture(scope="module")
-def pair(converted: Converted, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The F16 pair copied to a folder of its own (tests replace the mmproj there)."""
-    text, mmproj = converted("official-2.5", "f16")
-    folder = tmp_path_factory.mktemp("pair")
-    shutil.copy(text, folder / text.name)
-    shutil.copy(mmproj, folder / mmproj.name)
-    return folder / text.name, folder / mmproj.name
-
-
 def _load(text: Path, cache: Path | None = None) -> api.Model:
     return api.load(text, n_ctx=4096, n_threads=2, cache_dir=cache)
 

@@ -27,15 +27,6 @@ GREEDY = GenerationOptions(max_tokens=6, sampling=SamplingParams(temperature=0))
 PHOTO = Path(__file__).parent / "images" / "exif_o6_1270x720.jpg"  # several tiles and a thumbnail
 
 
-@pytest.fixture(scope="module")
-def pair(converted: Converted, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    text, mmproj = converted("official-2.5", "f16")
-    folder = tmp_path_factory.mktemp("pair")
-    shutil.copy(text, folder / text.name)
-    shutil.copy(mmproj, folder / mmproj.name)
-    return folder / text.name, folder / mmproj.name
-
-
 def _load(text: Path, cache: Path | None = None, **context: int) -> api.Model:
     return api.load(text, n_ctx=context.pop("n_ctx", 4096), n_threads=2, cache_dir=cache, **context)
 

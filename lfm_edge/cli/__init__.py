@@ -90,7 +90,7 @@ def convert(model: str, outdir: Path, outtype: str, force: bool, quiet: bool, on
 @_friendly_errors
 def mmproj_bf16(f16: Path, out: Path | None, force: bool) -> None:
     """Write the BF16 mmproj beside an F16 one (exact for F16 that came from BF16; see the README's "Vision weights
-    per CPU"). The runtime then picks it on CPUs where BF16 encodes fastest."""
+    per CPU"). The runtime picks it where its CPU's order puts BF16 before the types offered beside it."""
     from convert.quantize.mmproj_bf16 import write_bf16_mmproj
 
     result = write_bf16_mmproj(f16, out, force)

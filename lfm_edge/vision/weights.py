@@ -3,11 +3,13 @@
 Vision encoding is compute-bound (a 512x512 crop is 1,024 patches through a 12-layer ViT), so the type whose dot
 products the CPU does natively wins, not the smallest file. The rule, and where each line comes from:
 
-- x86 with AVX512_BF16: BF16, F16, Q8_0, F32. Measured on a quiet 2-core VM (issue I; README, "Image path"): BF16
-  encodes a 512x512 crop 1.38x as fast as Q8_0 and 1.2x as fast as F16 (ggml's llamafile sgemm uses `vdpbf16ps`).
-  A run on a heavily shared machine ordered them the other way; the README gives both.
-- other x86 (AVX2 / AVX512F without BF16): F16, Q8_0, BF16, F32. Inferred: F16 over Q8_0 is the order measured
-  on the machine above; without AVX512_BF16, ggml widens BF16 to F32 by shifts, so BF16 loses its edge.
+- x86 with AVX512_BF16: Q8_0, F16, BF16, F32. Measured on this project's 2-core KVM Xeon (AVX512_BF16, AMX) in
+  three `make bench` runs, 3 interleaved rounds each (README, "Image path"): Q8_0, F16 and BF16 encode a 512x512
+  crop within 4% of each other on an idle machine, and BF16 was the slowest in each run (0.96x and 0.97x of Q8_0
+  idle, 0.82x under load). Issue I's table had BF16 at 1.38x Q8_0 on a machine of the same kind; that could not be
+  reproduced here. With the speeds tied, the smallest file wins: it loads faster and holds less memory.
+- other x86 (AVX2 / AVX512F without BF16): the same order. Inferred: F16 and Q8_0 are tied on the machine above, and
+  without AVX512_BF16 ggml widens BF16 to F32 by shifts, so BF16 has no edge either.
 - ARM with FP16_VA (FP16 vector arithmetic, e.g. Cortex-A76 / Raspberry Pi 5, Apple M): F16, Q8_0, F32, BF16.
   Inferred from ggml's code, not measured: sgemm has a native float16x8 kernel for F16; for BF16 this ggml has no
   NEON kernel (only SME2 through KleidiAI, off by default), so BF16 falls to the scalar dot product.
@@ -25,8 +27,8 @@ from pathlib import Path
 
 WEIGHT_TYPES = ("BF16", "F16", "Q8_0", "F32")
 _ORDERS = {
-    "x86_bf16": ("BF16", "F16", "Q8_0", "F32"),
-    "x86": ("F16", "Q8_0", "BF16", "F32"),
+    "x86_bf16": ("Q8_0", "F16", "BF16", "F32"),
+    "x86": ("Q8_0", "F16", "BF16", "F32"),
     "arm_fp16": ("F16", "Q8_0", "F32", "BF16"),
     "arm": ("Q8_0", "F16", "F32", "BF16"),
     "other": ("Q8_0", "F16", "BF16", "F32"),
@@ -75,11 +77,3 @@ def pick_mmproj(candidates: Iterable[Path], features: set[str] | None = None) ->
         return None
     rank = {t: index for index, t in enumerate(preferred_types(features))}
     return min(ordered, key=lambda p: rank.get(weight_type_of(p) or "", len(rank)))
-
-
-def faster_type_missing(candidates: Iterable[Path], features: set[str] | None = None) -> str | None:
-    """'BF16' when this CPU's fastest type is BF16, no BF16 mmproj is offered but an F16 one is (it converts
-    exactly: `lfm-edge mmproj-bf16`); else None."""
-    types = {weight_type_of(p) for p in candidates}
-    best = preferred_types(features)[0]
-    return best if best == "BF16" and "BF16" not in types and "F16" in types else None
