@@ -68,6 +68,17 @@ def test_a_forked_child_gets_its_own_thread() -> None:
     assert queue.get(timeout=5) == "lfm-edge-compute"
 
 
+def test_a_child_forked_while_the_lock_is_held_still_runs_calls() -> None:
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[str] = context.Queue()
+    with COMPUTE._lock:  # as if another thread were starting the compute thread at the moment of the fork
+        child = context.Process(target=_child_result, args=(queue,))
+        child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == "lfm-edge-compute"
+
+
 def test_decodes_and_encodes_from_many_threads_run_on_the_compute_thread(
     converted: Callable[..., tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -54,11 +54,17 @@ class ComputeThread:
             raise call.error
         return call.result  # type: ignore[return-value]
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: the parent's thread does not exist there, and its lock may have been held at the fork."""
+        self._lock = threading.Lock()
+        self._calls = queue.SimpleQueue()  # the child's copy may hold its parent's calls
+        self._thread = None
+
     def _ensure_started(self) -> None:
         with self._lock:
             if self._thread is not None and self._pid == os.getpid():
                 return
-            self._calls = queue.SimpleQueue()  # a forked child's copy may hold its parent's calls
+            self._calls = queue.SimpleQueue()
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._serve, args=(self._calls,), name="lfm-edge-compute",
                                             daemon=True)  # fmt: skip
@@ -89,3 +95,5 @@ def _wait_uninterrupted(done: threading.Event) -> None:
 
 
 COMPUTE = ComputeThread()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=COMPUTE.reset_after_fork)
