@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from lfm_edge.native.sampling import SamplingParams
 
 if TYPE_CHECKING:
@@ -53,17 +55,19 @@ class Cursor:
         self._error: BaseException | None = None
 
     def prefill(self) -> PrefillStats:
-        """Evaluates the prompt in a slot and samples the first token (before anything else can use the logits)."""
+        """Evaluates the prompt in a slot and samples the first token (before anything else can use the logits). A
+        prompt asked before is restored whole from its snapshot, its last logits with it."""
         with self.engine.lock:
-            stats = self.engine.prefill(self.items, owner=self)
-            self.attach(self.engine._current)
+            stats = self.engine.prefill(self.items, owner=self, whole_from_snapshot=True)
+            self.attach(self.engine._current, stats.logits)
             return stats
 
-    def attach(self, slot: Slot) -> None:
-        """Takes `slot`, which holds this cursor's state with its logits last, and samples from them."""
+    def attach(self, slot: Slot, logits: np.ndarray | None = None) -> None:
+        """Takes `slot`, which holds this cursor's state, and samples from its last position's logits: `logits`, or
+        the context's last row."""
         with self.engine.lock:
             self.slot, slot.owner, self._version = slot, self, slot.version
-            self._ready = self.sampler.sample(self.engine.text.ctx, -1)
+            self._ready = self.sampler.sample(self.engine.text.ctx, -1, logits)
         self.engine.batcher.join(self)
 
     def served(self) -> bool:
@@ -86,8 +90,10 @@ class Cursor:
     def resume(self) -> None:
         """Re-establishes this cursor's state (prompt + its tokens) in a slot and samples the next token."""
         with self.engine.lock:
-            self.engine.prefill([*self.items, *self.tokens], remember=False, owner=self)
-            self.attach(self.engine._current)
+            stats = self.engine.prefill(
+                [*self.items, *self.tokens], remember=False, owner=self, whole_from_snapshot=True
+            )
+            self.attach(self.engine._current, stats.logits)
 
     def sampled(self, row: int) -> None:
         """After a step that evaluated this cursor's last token at batch row `row`."""

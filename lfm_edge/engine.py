@@ -4,7 +4,8 @@ what is new since the last call and generates from there.
 Reuse (LFM2 is hybrid, so the cache cannot be rolled back to an arbitrary position): if what was evaluated is a
 prefix of the new prompt, only the rest is evaluated; otherwise the longest saved snapshot that is a prefix is
 restored (llama_state_seq_* data, taken at the end of each prompt) and the rest evaluated from there; otherwise the
-context is cleared and everything evaluated.
+context is cleared and everything evaluated. A prompt's end snapshot keeps its last logits too, so a generation
+whose prompt was asked before (a retry, "regenerate") restores it whole and evaluates nothing (Cursor.prefill).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class PrefillStats:
     reused_positions: int
     evaluated_positions: int
     seconds: float
+    # The last position's logits when the whole prompt was restored from a snapshot (nothing evaluated, so the
+    # context's own logits belong to another decode); None: read them from the context.
+    logits: np.ndarray | None = field(default=None, repr=False)
 
 
 class PrefixStore(Protocol):
@@ -83,6 +87,7 @@ class PrefixStore(Protocol):
 class _Snapshot:
     units: list[Unit]
     state: bytes
+    logits: np.ndarray | None = None  # of the last position, when taken right after that prompt's prefill
 
 
 @dataclass(eq=False)
@@ -165,11 +170,19 @@ class Engine:
         return max(self.slots, key=rank)
 
     def prefill(
-        self, items: Sequence[Item], *, remember: bool = True, owner: object | None = None, slot: Slot | None = None
+        self,
+        items: Sequence[Item],
+        *,
+        remember: bool = True,
+        owner: object | None = None,
+        whole_from_snapshot: bool = False,
     ) -> PrefillStats:
-        """Makes a slot hold exactly `items` (evaluating as little as possible) and gives it to `owner`; logits of the
-        last position are then available. Raises ContextLengthError (nothing changed) when the prompt does not fit;
-        `remember`: snapshot the result so a later prompt that shares it as a prefix restores it."""
+        """Makes a slot hold exactly `items` (evaluating as little as possible) and gives it to `owner`; logits
+        of the last position are then available in the context, or, with `whole_from_snapshot` when the same
+        prompt was prefilled before and its snapshot is kept, restored with nothing evaluated and the logits in
+        the stats. Raises ContextLengthError (nothing changed) when the prompt does not fit; `remember`:
+        snapshot the result (with its last logits) so a later prompt that shares it as a prefix, or is the same
+        prompt, restores it."""
         started = time.perf_counter()
         units = _units(items)
         if not units:
@@ -181,16 +194,39 @@ class Engine:
                 "conversation, use fewer/smaller images (max_image_tokens), or load with a larger n_ctx"
             )
         with self.lock:
-            slot = slot or self.choose_slot(units, owner)
+            slot = self.choose_slot(units, owner)
             if slot.owner is not None and slot.owner is not owner:
                 log.debug("slot %d taken from a generation nobody reads (it resumes from its own state)", slot.seq)
             slot.owner = owner
             self._touch(slot)
+            whole = self._restore_whole(slot, units) if whole_from_snapshot else None
+            if whole is not None:
+                return PrefillStats(total, 0, time.perf_counter() - started, whole)
             keep = self._evaluate_in(slot, items, units)
             if remember:
-                self._remember_snapshot(slot)
+                logits = self.text.last_logits()
+                logits.setflags(write=False)  # shared by every cursor that restores this prompt
+                self._remember_snapshot(slot, logits)
         reused = _positions(units[:keep])
         return PrefillStats(reused, total - reused, time.perf_counter() - started)
+
+    def _restore_whole(self, slot: Slot, units: list[Unit]) -> np.ndarray | None:
+        """The same prompt asked again: restores its snapshot into `slot` and returns its last logits (None when no
+        snapshot of exactly `units` kept them)."""
+        whole = next((s for s in self._snapshots if s.logits is not None and s.units == units), None)
+        if whole is None or whole.logits is None:
+            return None
+        self._park(slot)
+        self._snapshots.remove(whole)
+        try:
+            self.text.load_state(whole.state, slot.seq)
+        except ModelError as exc:  # refused (it cleared the slot): dropped, and the prompt is evaluated instead
+            log.warning("a saved state was refused (%s); evaluating the prompt again", exc)
+            self._clear(slot)
+            return None
+        self._snapshots.append(whole)  # most recently used last
+        slot.evaluated = list(units)
+        return whole.logits
 
     def keep_prefix(self, items: Sequence[Item]) -> bool:
         """Makes sure a snapshot of exactly `items` exists, evaluating them once when none does, so that every later
@@ -335,12 +371,12 @@ class Engine:
             slot.evaluated.extend(tokens)
             index = run
 
-    def _remember_snapshot(self, slot: Slot) -> None:
+    def _remember_snapshot(self, slot: Slot, logits: np.ndarray | None = None) -> None:
         if self.max_snapshots <= 0:  # the low-memory profile keeps none
             self._snapshots = []
             return
         kept = [s for s in self._snapshots if s.units != slot.evaluated]
-        kept.append(_Snapshot(list(slot.evaluated), self.text.save_state(slot.seq)))
+        kept.append(_Snapshot(list(slot.evaluated), self.text.save_state(slot.seq), logits))
         while len(kept) > 1 and (len(kept) > self.max_snapshots or _total_bytes(kept) > SNAPSHOT_BUDGET_BYTES):
             kept.pop(0)
         self._snapshots = kept
@@ -380,7 +416,7 @@ class Engine:
 
 
 def _total_bytes(snapshots: list[_Snapshot]) -> int:
-    return sum(len(snapshot.state) for snapshot in snapshots)
+    return sum(len(s.state) + (0 if s.logits is None else s.logits.nbytes) for s in snapshots)
 
 
 def _key_only(unit: tuple[str, int]) -> ImageBlock:

@@ -63,9 +63,10 @@ def expected_with_margins(model: api.Model) -> tuple[list[tuple[int, ...]], list
     gaps: list[float] = []
     original = sampling.Sampler.sample
 
-    def sample(sampler: sampling.Sampler, ctx: Any, index: int = -1) -> int:
-        token = original(sampler, ctx, index)
-        candidates = sampler._candidates["logit"] if len(sampler._candidates) else _raw_logits(sampler, ctx, index)
+    def sample(sampler: sampling.Sampler, ctx: Any, index: int = -1, logits: np.ndarray | None = None) -> int:
+        token = original(sampler, ctx, index, logits)
+        raw = _raw_logits(sampler, ctx, index) if logits is None else logits
+        candidates = sampler._candidates["logit"] if len(sampler._candidates) else raw
         top = np.partition(candidates, -2)[-2:]
         gaps.append(float(top[1] - top[0]))
         return token

@@ -207,13 +207,15 @@ class Sampler:
     def _add(self, sampler: lc.llama_sampler_p) -> None:
         lc.llama_sampler_chain_add(self._chain, sampler)
 
-    def sample(self, ctx: lc.llama_context_p, index: int = -1) -> int:
-        """The next token from the logits of batch row `index` (-1: the last). Raises SamplingError, before anything
-        is accepted (the sampler stays usable), when no token is allowed: llama.cpp's grammar would throw a C++
-        exception through the C API (std::terminate) on accepting a token it forbids."""
+    def sample(self, ctx: lc.llama_context_p, index: int = -1, logits: np.ndarray | None = None) -> int:
+        """The next token from the logits of batch row `index` (-1: the last), or from `logits` when given (a prompt
+        restored whole from a snapshot). Raises SamplingError, before anything is accepted (the sampler stays
+        usable), when no token is allowed: llama.cpp's grammar would throw a C++ exception through the C API
+        (std::terminate) on accepting a token it forbids."""
         if not self._free.alive:
             raise ModelClosedError("this generation's sampler was closed (the stream was closed)")
-        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
+        if logits is None:
+            logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
         if self._argmax_width:
             scores = logits if self._bias is None else logits + self._bias
             token = int(np.argmax(scores))

@@ -1,0 +1,71 @@
+"""A prompt asked again is restored whole from its snapshot, last logits included: nothing is evaluated, and the
+answer is the one the first evaluation gave (tiny converted model, F16)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lfm_edge.model as api
+from lfm_edge.errors import ModelError
+from lfm_edge.generation import GenerationOptions
+from lfm_edge.native.sampling import SamplingParams
+
+IMAGE = Path(__file__).parent / "images" / "photo_1024x768.jpg"
+GREEDY = GenerationOptions(max_tokens=8, sampling=SamplingParams(temperature=0))
+SEEDED = GenerationOptions(max_tokens=8, sampling=SamplingParams(temperature=0.9, min_p=0.0, seed=7))
+Converted = Callable[..., tuple[Path, Path]]
+
+
+def _load(converted: Converted) -> api.Model:
+    text, mmproj = converted("official-2.5", "f16")
+    context = api.ContextOptions(n_ctx=2048, n_threads=2, n_seq=2)
+    return api.Model(api.ModelFiles(text, mmproj), api.LoadOptions(context=context))
+
+
+@pytest.fixture
+def model(converted: Converted) -> Iterator[api.Model]:
+    with _load(converted) as loaded:
+        yield loaded
+
+
+@pytest.mark.parametrize("options", [GREEDY, SEEDED], ids=["greedy", "seeded"])
+@pytest.mark.parametrize("images", [(), (IMAGE,)], ids=["text", "image"])
+def test_the_same_prompt_again_evaluates_nothing_and_answers_the_same(
+    model: api.Model, converted: Converted, options: GenerationOptions, images: tuple[Path, ...]
+) -> None:
+    first = model.generate("Name a colour.", images, options)
+    model.generate("Something else in between.", (), options)  # the slots move on; the snapshot stays
+    again = model.generate("Name a colour.", images, options)
+    assert first.timings.prefill_tokens > 0 and first.timings.reused_tokens == 0
+    assert again.timings.prefill_tokens == 0 and again.timings.reused_tokens == first.prompt_tokens
+    assert again.token_ids == first.token_ids
+    with _load(converted) as cold:  # and it is the answer a fresh process gives
+        assert cold.generate("Name a colour.", images, options).token_ids == first.token_ids
+
+
+def test_a_refused_snapshot_falls_back_to_evaluating(model: api.Model, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = model.generate("Count to three.", (), GREEDY)
+
+    def refuse(state: bytes, seq: int = 0) -> None:
+        model.text.clear(seq)  # as llama.cpp's refusal leaves it
+        raise ModelError("llama.cpp refused to restore a saved state")
+
+    monkeypatch.setattr(model.text, "load_state", refuse)
+    again = model.generate("Count to three.", (), GREEDY)
+    assert again.timings.prefill_tokens == first.timings.prefill_tokens  # evaluated again, from scratch
+    assert again.token_ids == first.token_ids
+
+
+def test_engine_prefill_still_leaves_the_logits_in_the_context(model: api.Model) -> None:
+    """Callers of Engine.prefill that read Engine.logits() afterwards (tests, gpu_check) are not given a restore."""
+    items = model.text.tokenize("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n")
+    model.engine.prefill(items)
+    first = model.engine.logits()
+    model.engine.prefill(model.text.tokenize("Other text"))
+    second = model.engine.prefill(items)
+    assert second.logits is None and second.evaluated_positions == len(items)
+    assert np.array_equal(model.engine.logits(), first)
