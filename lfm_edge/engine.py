@@ -216,8 +216,8 @@ class Engine:
         whole = next((s for s in self._snapshots if s.logits is not None and s.units == units), None)
         if whole is None or whole.logits is None:
             return None
+        self._snapshots.remove(whole)  # before parking the slot, which may evict the oldest snapshot
         self._park(slot)
-        self._snapshots.remove(whole)
         try:
             self.text.load_state(whole.state, slot.seq)
         except ModelError as exc:  # refused (it cleared the slot): dropped, and the prompt is evaluated instead
@@ -336,9 +336,10 @@ class Engine:
         )
         if best is None and own:
             return own
+        if best is not None:  # out of the list while the slot is parked: parking may evict the oldest snapshot
+            self._snapshots.remove(best)
         self._park(slot)
         if best is not None:
-            self._snapshots.remove(best)
             self._snapshots.append(best)  # most recently used last
             self.text.load_state(best.state, slot.seq)
             slot.evaluated = list(best.units)

@@ -69,3 +69,24 @@ def test_engine_prefill_still_leaves_the_logits_in_the_context(model: api.Model)
     second = model.engine.prefill(items)
     assert second.logits is None and second.evaluated_positions == len(items)
     assert np.array_equal(model.engine.logits(), first)
+
+
+@pytest.mark.parametrize("extended", [False, True], ids=["same-prompt", "longer-prompt"])
+def test_parking_the_slot_never_evicts_the_snapshot_being_restored(converted: Converted, extended: bool) -> None:
+    """One slot, three snapshots at most: restoring the oldest snapshot parks the slot's content first, which must
+    not push out the very snapshot being restored (it did: ValueError from list.remove under the stress test)."""
+    text, mmproj = converted("official-2.5", "f16")
+    context = api.ContextOptions(n_ctx=1024, n_threads=2, n_seq=1)
+    with api.Model(api.ModelFiles(text, mmproj), api.LoadOptions(context=context)) as model:
+        engine = model.engine
+        engine.max_snapshots = 3
+        a, b, c = (model.text.tokenize(f"Prompt {name} with a few words.") for name in "ABC")
+        for prompt in (a, b, c):
+            engine.prefill(prompt)  # snapshots [a, b, c]: a is the oldest
+        engine.prefill([*c, 11], remember=False)  # the slot holds what no snapshot has: parking it adds one
+        if extended:  # a longer prompt restores a's snapshot and evaluates the rest
+            stats = engine.prefill([*a, 12])
+            assert stats.reused_positions == len(a) and stats.evaluated_positions == 1
+        else:  # the same prompt is restored whole
+            stats = engine.prefill(a, whole_from_snapshot=True)
+            assert stats.logits is not None and stats.evaluated_positions == 0
