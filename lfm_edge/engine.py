@@ -83,7 +83,7 @@ class PrefixStore(Protocol):
     def reject(self, units: Sequence[Unit], why: str) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)  # identity: list.remove must not compare the logits arrays of two equal prompts
 class _Snapshot:
     units: list[Unit]
     state: bytes
@@ -217,7 +217,8 @@ class Engine:
         if whole is None or whole.logits is None:
             return None
         self._snapshots.remove(whole)  # before parking the slot, which may evict the oldest snapshot
-        self._park(slot)
+        if slot.evaluated != units:  # (the same content would be parked as a second snapshot of these units)
+            self._park(slot)
         try:
             self.text.load_state(whole.state, slot.seq)
         except ModelError as exc:  # refused (it cleared the slot): dropped, and the prompt is evaluated instead

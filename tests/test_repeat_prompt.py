@@ -90,3 +90,14 @@ def test_parking_the_slot_never_evicts_the_snapshot_being_restored(converted: Co
         else:  # the same prompt is restored whole
             stats = engine.prefill(a, whole_from_snapshot=True)
             assert stats.logits is not None and stats.evaluated_positions == 0
+
+
+def test_a_slot_already_holding_the_prompt_is_not_snapshotted_twice(converted: Converted) -> None:
+    text, mmproj = converted("official-2.5", "f16")
+    context = api.ContextOptions(n_ctx=1024, n_threads=2, n_seq=1)
+    with api.Model(api.ModelFiles(text, mmproj), api.LoadOptions(context=context)) as model:
+        items = model.text.tokenize("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n")
+        model.engine.prefill(items)  # the one slot holds exactly these units; their snapshot has the logits
+        stats = model.engine.prefill(items, whole_from_snapshot=True)
+        assert stats.logits is not None
+        assert [s.units for s in model.engine._snapshots].count(list(items)) == 1
