@@ -131,22 +131,26 @@ def _transformers(plan: Plan, dtype: str, image: Path, errors: dict[str, str]) -
     return result
 
 
+def _json_report(module: str, arguments: list[str], out: Path, drop: str = "") -> dict[str, Any]:
+    """`python -m benchmarks.<module> ... --out OUT` in a process of its own; its report, less the `drop` key."""
+    command = [sys.executable, "-m", f"benchmarks.{module}", *arguments, "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if completed.returncode:
+        raise RuntimeError(f"{module} exited with {completed.returncode}: {completed.stderr[-400:]}")
+    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    report.pop(drop, None)
+    return report
+
+
 def _vision(plan: Plan) -> dict[str, Any]:
     """benchmarks.bench_image on the folder of the first variant: encode ms per crop for each mmproj type there,
     TTFT (512x385, 1920x1080) of ours (chosen type; mtmd and ONNX), llama-mtmd-cli and transformers, the cache hit
     in a second process, and image prefill by n_batch; its own rounds, interleaved."""
     variant = plan.variants[0]
     quant = "F16" if plan.quick else "Q4_0"
-    out = plan.out_dir / "image.json"
-    command = [sys.executable, "-m", "benchmarks.bench_image", str(variant.text.parent), "--quant", quant,
-               "--rounds", str(plan.rounds), "--threads", str(plan.threads), "--out", str(out),
-               *(() if plan.quick else ("--transformers", str(plan.checkpoint)))]  # fmt: skip
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if completed.returncode:
-        raise RuntimeError(f"bench_image exited with {completed.returncode}: {completed.stderr[-400:]}")
-    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    report.pop("raw_rounds", None)
-    return report
+    arguments = [str(variant.text.parent), "--quant", quant, "--rounds", str(plan.rounds), "--threads",
+                 str(plan.threads), *(() if plan.quick else ("--transformers", str(plan.checkpoint)))]  # fmt: skip
+    return _json_report("bench_image", arguments, plan.out_dir / "image.json", drop="raw_rounds")
 
 
 def _onnx_vision(plan: Plan) -> dict[str, Any]:
@@ -213,28 +217,16 @@ def _parallel(plan: Plan) -> dict[str, Any]:
     """benchmarks.bench_parallel on the F16 text model (the last variant): aggregate decode tok/s with 1, 2 and 4
     clients through `lfm-edge serve --parallel 4` beside llama-server -np 4; its own rounds, interleaved."""
     out = (plan.out_dir if plan.quick else BENCH) / "parallel.json"
-    command = [sys.executable, "-m", "benchmarks.bench_parallel", str(plan.variants[-1].text), "--rounds",
-               str(plan.rounds), "--threads", str(plan.threads), "--out", str(out),
-               *(("--tokens", "16") if plan.quick else ())]  # fmt: skip
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if completed.returncode:
-        raise RuntimeError(f"bench_parallel exited with {completed.returncode}: {completed.stderr[-400:]}")
-    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    report.pop("samples", None)
-    return report
+    arguments = [str(plan.variants[-1].text), "--rounds", str(plan.rounds), "--threads", str(plan.threads),
+                 *(("--tokens", "16") if plan.quick else ())]  # fmt: skip
+    return _json_report("bench_parallel", arguments, out, drop="samples")
 
 
 def _video(plan: Plan) -> dict[str, Any]:
     """benchmarks.bench_video on its own models (Q4_0 + Q8_0 mmproj + ONNX int8; the tiny model in quick mode): live
     captions/s and lag, file mode's video seconds per wall second, a static scene's CPU share."""
-    out = plan.out_dir / "video.json"
-    command = [sys.executable, "-m", "benchmarks.bench_video", "--threads", str(plan.threads), "--out", str(out),
-               *(("--quick", "--choice-rounds", "0") if plan.quick else ())]  # fmt: skip
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if completed.returncode:
-        raise RuntimeError(f"bench_video exited with {completed.returncode}: {completed.stderr[-400:]}")
-    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return report
+    arguments = ["--threads", str(plan.threads), *(("--quick", "--choice-rounds", "0") if plan.quick else ())]
+    return _json_report("bench_video", arguments, plan.out_dir / "video.json")
 
 
 # The benchmarks with rounds of their own, run after the interleaved rounds: report key -> (what, runner).
