@@ -216,18 +216,23 @@ class Engine:
         whole = next((s for s in self._snapshots if s.logits is not None and s.units == units), None)
         if whole is None or whole.logits is None:
             return None
-        self._snapshots.remove(whole)  # before parking the slot, which may evict the oldest snapshot
-        if slot.evaluated != units:  # (the same content would be parked as a second snapshot of these units)
-            self._park(slot)
         try:
-            self.text.load_state(whole.state, slot.seq)
+            self._restore(slot, whole)
         except ModelError as exc:  # refused (it cleared the slot): dropped, and the prompt is evaluated instead
             log.warning("a saved state was refused (%s); evaluating the prompt again", exc)
+            self._snapshots.remove(whole)
             self._clear(slot)
             return None
-        self._snapshots.append(whole)  # most recently used last
-        slot.evaluated = list(units)
         return whole.logits
+
+    def _restore(self, slot: Slot, snapshot: _Snapshot) -> None:
+        """Loads `snapshot` into `slot` (now the most recently used snapshot), parking the slot's content first."""
+        self._snapshots.remove(snapshot)  # out of the list while parking, which may evict the oldest snapshot
+        if slot.evaluated != snapshot.units:  # (the same content would be parked as a second snapshot of it)
+            self._park(slot)
+        self._snapshots.append(snapshot)
+        self.text.load_state(snapshot.state, slot.seq)
+        slot.evaluated = list(snapshot.units)
 
     def keep_prefix(self, items: Sequence[Item]) -> bool:
         """Makes sure a snapshot of exactly `items` exists, evaluating them once when none does, so that every later
@@ -337,14 +342,10 @@ class Engine:
         )
         if best is None and own:
             return own
-        if best is not None:  # out of the list while the slot is parked: parking may evict the oldest snapshot
-            self._snapshots.remove(best)
-        self._park(slot)
         if best is not None:
-            self._snapshots.append(best)  # most recently used last
-            self.text.load_state(best.state, slot.seq)
-            slot.evaluated = list(best.units)
+            self._restore(slot, best)
             return len(best.units)
+        self._park(slot)
         self._clear(slot)
         return 0
 
